@@ -1,0 +1,6 @@
+//! Nexa Vortex subsystem actors (scheduler timer, journal, telemetry, preprocessor, …),
+//! each built on the actor core in `vortex-runtime`.
+//!
+//! # Layout
+//! One folder per subsystem, each with the same files: `actor.rs` (wiring), `core.rs`
+//! (pure logic), `error.rs`, `config.rs` when needed.

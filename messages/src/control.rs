@@ -1,0 +1,221 @@
+//! Control commands, replies and errors: the one protocol every actor answers.
+//!
+//! A command reaches an actor through its control lane (a small, separate mailbox), so it
+//! is seen within one batch even when the data mailbox is full. The same types are used
+//! in-process (`Runtime::control`), by the `vortex` command line and by the cluster log.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A command addressed to an actor or pool by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Control {
+    /// Stop draining the data mailbox within one batch; queued messages are kept and
+    /// producers feel back-pressure once it is full.
+    Pause,
+    /// Continue draining after a `Pause`.
+    Resume,
+    /// Ask the actor for a snapshot of its state (its `snapshot` hook).
+    Checkpoint,
+    /// Grow or shrink a pool to `n` workers. A typed error for a single actor.
+    Scale {
+        /// The number of workers wanted.
+        n: u32,
+    },
+    /// Report state, mailbox depth and counters.
+    Status,
+    /// Stop gracefully: refuse new messages, handle what is queued, then stop for good.
+    Stop,
+}
+
+impl Control {
+    /// The command's name, lower case, as the command line spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Checkpoint => "checkpoint",
+            Control::Scale { .. } => "scale",
+            Control::Status => "status",
+            Control::Stop => "stop",
+        }
+    }
+}
+
+impl fmt::Display for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Control::Scale { n } => write!(f, "scale {n}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The answer to a [`Control`] command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ControlReply {
+    /// The actor no longer drains its mailbox.
+    Paused,
+    /// The actor drains its mailbox again.
+    Resumed,
+    /// The actor's snapshot.
+    Checkpointed(Checkpoint),
+    /// The pool now has `to` workers (it had `from`).
+    Scaled {
+        /// Workers before the command.
+        from: u32,
+        /// Workers after the command.
+        to: u32,
+    },
+    /// The actor's state and counters.
+    Status(StatusReport),
+    /// The actor accepted the stop; it handles what is queued and then stops.
+    Stopping,
+    /// A reply from an actor's own `on_control` override, as text.
+    Custom(String),
+}
+
+/// A snapshot returned by `Control::Checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The actor's registered name.
+    pub actor: String,
+    /// Monotonic per actor, starting at 1; a later epoch is a later state.
+    pub epoch: u64,
+    /// The bytes the actor's `snapshot` hook produced.
+    pub bytes: Vec<u8>,
+}
+
+/// What kind of thing a registered name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ActorKind {
+    /// A single actor with its own mailbox.
+    Actor,
+    /// A pool of identical workers sharing one mailbox.
+    Pool,
+    /// A supervisor: it owns children and restarts them.
+    Supervisor,
+}
+
+impl fmt::Display for ActorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ActorKind::Actor => "actor",
+            ActorKind::Pool => "pool",
+            ActorKind::Supervisor => "supervisor",
+        })
+    }
+}
+
+/// The life-cycle state of an actor, as `Status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ActorState {
+    /// Spawned; `on_start` has not finished yet.
+    Starting,
+    /// Draining its mailbox.
+    Running,
+    /// Holding its mailbox after `Control::Pause`.
+    Paused,
+    /// Failed and waiting (back-off) to be restarted by its supervisor.
+    Restarting,
+    /// Handling what is left after `Control::Stop` or shutdown.
+    Stopping,
+    /// Stopped for good.
+    Stopped,
+    /// Failed and not restarted (restart policy or intensity exhausted).
+    Failed,
+}
+
+impl fmt::Display for ActorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ActorState::Starting => "starting",
+            ActorState::Running => "running",
+            ActorState::Paused => "paused",
+            ActorState::Restarting => "restarting",
+            ActorState::Stopping => "stopping",
+            ActorState::Stopped => "stopped",
+            ActorState::Failed => "failed",
+        })
+    }
+}
+
+/// An actor's state and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The registered name.
+    pub name: String,
+    /// Actor, pool or supervisor.
+    pub kind: ActorKind,
+    /// The life-cycle state.
+    pub state: ActorState,
+    /// Messages queued in the data mailbox now.
+    pub mailbox_depth: u64,
+    /// The data mailbox's capacity.
+    pub mailbox_capacity: u64,
+    /// Messages whose handler returned `Ok`.
+    pub handled: u64,
+    /// Restarts performed by the supervisor, over the actor's life.
+    pub restarts: u64,
+    /// Messages that went to the dead-letter sink.
+    pub dead_letters: u64,
+    /// Workers (1 for a single actor, the pool size for a pool, children for a supervisor).
+    pub workers: u32,
+}
+
+/// Why a control command could not be carried out. Travels in replies, so it is data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No actor, pool or supervisor is registered under this name.
+    #[error("unknown actor `{0}`")]
+    UnknownActor(String),
+    /// The command does not apply to this kind of actor (e.g. `Scale` on a single actor).
+    #[error("`{command}` is not supported by `{actor}` ({reason})")]
+    Unsupported {
+        /// The actor's name.
+        actor: String,
+        /// The command's name.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+    /// The actor is not running (restarting, stopped or failed), so it cannot do this now.
+    #[error("`{actor}` cannot take `{command}` while {state}")]
+    NotRunning {
+        /// The actor's name.
+        actor: String,
+        /// The command's name.
+        command: String,
+        /// The state it is in.
+        state: ActorState,
+    },
+    /// The actor has no `snapshot` hook (it returned `None`).
+    #[error("`{0}` has no snapshot to take")]
+    NoSnapshot(String),
+    /// A `Scale` to zero workers, or beyond the pool's maximum.
+    #[error("cannot scale `{actor}` to {requested} workers (allowed 1..={max})")]
+    InvalidScale {
+        /// The pool's name.
+        actor: String,
+        /// What was asked for.
+        requested: u32,
+        /// The largest size allowed.
+        max: u32,
+    },
+    /// The actor did not answer within the deadline.
+    #[error("`{0}` did not answer the control command in time")]
+    Timeout(String),
+    /// The actor's own `on_control` hook rejected the command.
+    #[error("`{actor}` rejected the command: {reason}")]
+    Rejected {
+        /// The actor's name.
+        actor: String,
+        /// The reason it gave.
+        reason: String,
+    },
+}

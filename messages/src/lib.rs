@@ -1,0 +1,28 @@
+//! The Nexa Vortex message vocabulary: plain, typed data shared by every layer.
+//!
+//! Nothing here depends on the runtime or on tokio. Every type is `serde`-serialisable and
+//! travels over the wire as bincode 2 (see [`wire`]), so the `vortex` command line, the
+//! control socket and the raft log all speak exactly the types an in-process caller uses.
+//!
+//! # Layout
+//! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
+//!   `Status`, `Stop`), their replies and their errors.
+//! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
+//!
+//! # Example
+//! ```
+//! use vortex_messages::control::{Control, ControlReply};
+//! use vortex_messages::wire;
+//!
+//! let bytes = wire::encode(&Control::Scale { n: 4 }).unwrap();
+//! let back: Control = wire::decode(&bytes).unwrap();
+//! assert_eq!(back, Control::Scale { n: 4 });
+//! assert_eq!(ControlReply::Paused, ControlReply::Paused);
+//! ```
+
+pub mod control;
+pub mod wire;
+
+pub use control::{
+    ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, StatusReport,
+};

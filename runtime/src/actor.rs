@@ -1,0 +1,133 @@
+//! The [`Actor`] trait users implement, and the [`Context`] a handler sees.
+
+use std::future::Future;
+
+use vortex_messages::{Control, ControlError, ControlReply};
+
+use crate::addr::Addr;
+
+/// What a failing handler or hook returns. Any error converts into it with `?`.
+///
+/// A handler error is a failure like a panic: the message goes to the dead-letter sink and
+/// the supervisor decides whether to restart the actor.
+pub type ActorError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A typed actor: state plus a handler for one message type.
+///
+/// Only [`handle`](Actor::handle) is required. Every hook has a default.
+///
+/// ```
+/// use vortex_runtime::{Actor, ActorError, Context, Reply};
+///
+/// #[derive(Default)]
+/// struct Counter { total: u64 }
+///
+/// enum CounterMessage { Add(u64), Get(Reply<u64>) }
+///
+/// impl Actor for Counter {
+///     type Message = CounterMessage;
+///
+///     async fn handle(&mut self, message: CounterMessage, _ctx: &mut Context<Self>) -> Result<(), ActorError> {
+///         match message {
+///             CounterMessage::Add(n) => self.total += n,
+///             CounterMessage::Get(reply) => reply.send(self.total),
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Actor: Send + Sized + 'static {
+    /// The one message type this actor handles (usually an enum).
+    type Message: Send + 'static;
+
+    /// Handles one message. An `Err` or a panic is a failure the supervisor sees.
+    fn handle(
+        &mut self,
+        message: Self::Message,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send;
+
+    /// Runs before the first message, in every incarnation (also after a restart, after
+    /// [`restore`](Actor::restore)). An `Err` is a failure.
+    fn on_start(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs when the actor stops normally (`Stop`, shutdown, a supervisor stopping it).
+    /// It does not run after a handler panicked: the state may be broken then.
+    fn on_stop(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
+        let _ = ctx;
+        async {}
+    }
+
+    /// The state to keep in a checkpoint; `None` (the default) means "no snapshot".
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Restores state from the latest checkpoint after a supervised restart, before
+    /// [`on_start`](Actor::on_start). An `Err` is a start failure.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), ActorError> {
+        let _ = snapshot;
+        Ok(())
+    }
+
+    /// Overrides the default answer to a control command. Return `None` to keep the
+    /// default (see `docs/semantics.md`), or `Some(reply)` to answer yourself.
+    fn on_control(
+        &mut self,
+        command: &Control,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Option<Result<ControlReply, ControlError>>> + Send {
+        let _ = (command, ctx);
+        async { None }
+    }
+}
+
+/// What a handler knows about the actor it runs in.
+pub struct Context<A: Actor> {
+    addr: Addr<A>,
+    worker: usize,
+    stop: bool,
+}
+
+impl<A: Actor> Context<A> {
+    pub(crate) fn new(addr: Addr<A>, worker: usize) -> Self {
+        Context {
+            addr,
+            worker,
+            stop: false,
+        }
+    }
+
+    /// This actor's own address (for a pool: the pool's shared address).
+    pub fn addr(&self) -> &Addr<A> {
+        &self.addr
+    }
+
+    /// The registered name.
+    pub fn name(&self) -> &str {
+        self.addr.name()
+    }
+
+    /// The worker's index in its pool (0 for a single actor).
+    pub fn worker_index(&self) -> usize {
+        self.worker
+    }
+
+    /// Ends this incarnation after the current message (a normal exit). A `Permanent`
+    /// child is started afresh and drains the same mailbox; a `Transient` or `Temporary`
+    /// one stops for good, and what is still queued goes to the dead-letter sink.
+    /// (`Control::Stop` is the graceful stop-for-good that first drains the queue.)
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+
+    pub(crate) fn take_stop(&mut self) -> bool {
+        std::mem::take(&mut self.stop)
+    }
+}

@@ -1,0 +1,120 @@
+//! The dead-letter sink: every message that was taken but not handled, or queued but never
+//! delivered, ends up here — counted exactly, and kept (the most recent ones) for reading.
+
+use std::{
+    any::Any,
+    collections::VecDeque,
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Mutex, PoisonError,
+    },
+};
+
+/// Why a message became a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// The handler panicked while handling it; the text is the panic message.
+    Panicked(String),
+    /// The handler returned this error.
+    Failed(String),
+    /// It was queued but the actor stopped for good (shutdown) before taking it.
+    Undelivered,
+}
+
+/// One message that was not handled.
+pub struct DeadLetter {
+    /// The actor (or pool) it was addressed to.
+    pub actor: String,
+    /// Why it was not handled.
+    pub reason: DeadLetterReason,
+    /// The message's Rust type name.
+    pub message_type: &'static str,
+    /// The message itself when the runtime still holds it (undelivered messages). A message
+    /// consumed by a panicking handler was moved into the handler and cannot be returned.
+    pub message: Option<Box<dyn Any + Send>>,
+}
+
+impl DeadLetter {
+    /// The message, downcast to its type, if the sink holds it.
+    pub fn downcast<M: 'static>(self) -> Option<M> {
+        self.message?.downcast::<M>().ok().map(|message| *message)
+    }
+}
+
+impl fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("actor", &self.actor)
+            .field("reason", &self.reason)
+            .field("message_type", &self.message_type)
+            .field("has_message", &self.message.is_some())
+            .finish()
+    }
+}
+
+/// A runtime's dead-letter sink. The count is exact; the records kept are the most recent
+/// `retain` ones (older records are dropped from memory, never from the count).
+pub struct DeadLetters {
+    total: AtomicU64,
+    retain: usize,
+    records: Mutex<VecDeque<DeadLetter>>,
+}
+
+impl DeadLetters {
+    pub(crate) fn new(retain: usize) -> Self {
+        DeadLetters {
+            total: AtomicU64::new(0),
+            retain,
+            records: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn push(&self, letter: DeadLetter) {
+        self.total.fetch_add(1, Relaxed);
+        tracing::debug!(actor = %letter.actor, reason = ?letter.reason, "dead letter");
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        if records.len() >= self.retain {
+            records.pop_front();
+        }
+        if self.retain > 0 {
+            records.push_back(letter);
+        }
+    }
+
+    /// Every dead letter ever recorded in this runtime.
+    pub fn count(&self) -> u64 {
+        self.total.load(Relaxed)
+    }
+
+    /// Takes the records kept so far (oldest first); the count is unchanged.
+    pub fn drain(&self) -> Vec<DeadLetter> {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        records.drain(..).collect()
+    }
+
+    /// How many records are kept now.
+    pub fn len(&self) -> usize {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no record is kept now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,74 @@
+//! The Nexa Vortex actor core: typed actors on lock-free mailboxes, hosted and supervised
+//! on kameo, addressed by name through a per-runtime registry.
+//!
+//! Domain-agnostic: this crate knows the control vocabulary (`vortex-messages`) and
+//! nothing about GPUs, raft or telemetry contents.
+//!
+//! # Layout
+//! - [`actor`]: the [`Actor`] trait and the handler's [`Context`].
+//! - [`addr`]: [`Addr`] (`tell`, `try_tell`, `ask`) and [`Reply`].
+//! - `mailbox`: the data mailbox (mesocarp ring, or crossbeam without the `mesocarp`
+//!   feature), back-pressure and wake-up dispatch.
+//! - `cell`: the kameo actor hosting one incarnation; batch drain and control lane.
+//! - [`supervisor`]: strategies, restart policies, intensity, back-off; the supervisor cell.
+//! - [`spec`]: declarative [`ActorSpec`], [`PoolSpec`], [`SupervisorSpec`].
+//! - `registry`: per-runtime name → control handle.
+//! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`.
+//! - [`dead_letter`]: the dead-letter sink.
+//! - [`error`]: send, ask and runtime errors.
+//!
+//! # Example
+//! ```
+//! use vortex_runtime::{Actor, ActorError, Context, Reply, Runtime};
+//! use vortex_runtime::messages::{Control, ControlReply};
+//!
+//! #[derive(Default)]
+//! struct Counter { total: u64 }
+//!
+//! enum CounterMessage { Add(u64), Get(Reply<u64>) }
+//!
+//! impl Actor for Counter {
+//!     type Message = CounterMessage;
+//!     async fn handle(&mut self, message: CounterMessage, _: &mut Context<Self>) -> Result<(), ActorError> {
+//!         match message {
+//!             CounterMessage::Add(n) => self.total += n,
+//!             CounterMessage::Get(reply) => reply.send(self.total),
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let rt = Runtime::builder().build().unwrap();
+//! let counter = rt.spawn("counter", Counter::default).await.unwrap();
+//! counter.tell(CounterMessage::Add(2)).await.unwrap();
+//! assert_eq!(counter.ask(CounterMessage::Get).await.unwrap(), 2);
+//! let status = rt.control("counter", Control::Status).await.unwrap();
+//! assert!(matches!(status, ControlReply::Status(report) if report.handled == 2));
+//! rt.shutdown().await;
+//! # }
+//! ```
+
+pub mod actor;
+pub mod addr;
+mod cell;
+mod child;
+pub mod dead_letter;
+pub mod error;
+mod mailbox;
+mod registry;
+pub mod runtime;
+mod shared;
+pub mod spec;
+pub mod supervisor;
+
+pub use actor::{Actor, ActorError, Context};
+pub use addr::{Addr, Reply};
+pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
+pub use error::{AskError, RuntimeError, SendError, TrySendError};
+pub use registry::ActorInfo;
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, ShutdownReport};
+pub use spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec};
+pub use supervisor::{Backoff, Intensity, Restart, Strategy};
+/// The message vocabulary (`vortex-messages`), re-exported.
+pub use vortex_messages as messages;

@@ -1,0 +1,189 @@
+//! The data mailbox: bounded, lock-free, multi-producer, moves messages.
+//!
+//! A mailbox belongs to an actor's address, not to the kameo cell that drains it, so a
+//! restart keeps every queued message. Producers reserve a slot in `len` before they push
+//! (so `len` is also the depth `Status` reports), wait on `space` when the mailbox is full,
+//! and wake a consumer only when none is scheduled (see [`dispatch`]).
+//!
+//! The ring itself is mesocarp's queue (feature `mesocarp`) or a crossbeam `ArrayQueue`
+//! (without it); both live in one small file each and share this wrapper.
+
+pub(crate) mod dispatch;
+#[cfg(not(feature = "mesocarp"))]
+#[path = "ring_fallback.rs"]
+mod ring;
+#[cfg(feature = "mesocarp")]
+#[path = "ring_mesocarp.rs"]
+mod ring;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+
+use crossbeam_utils::CachePadded;
+use tokio::sync::Notify;
+
+use crate::error::{SendError, TrySendError};
+pub(crate) use dispatch::{Dispatch, Wake};
+pub(crate) use ring::Reader;
+
+/// Shared state of one data mailbox (one actor, or one pool of workers).
+pub(crate) struct Mailbox<M> {
+    ring: ring::Ring<M>,
+    /// Reserved slots: messages queued plus pushes in flight. Never above `capacity` for
+    /// long: a producer that overshoots gives its reservation back at once.
+    len: CachePadded<AtomicUsize>,
+    capacity: usize,
+    closed: AtomicBool,
+    /// Producers parked in `send` waiting for space; `space` is only notified when > 0.
+    waiting: AtomicUsize,
+    space: Notify,
+    /// Pushes the ring refused despite a reservation (an invariant breach, never expected).
+    rejected: AtomicU64,
+    pub(crate) dispatch: Dispatch,
+}
+
+impl<M: Send> Mailbox<M> {
+    /// A mailbox of `capacity` slots (at least 1) woken through `dispatch`.
+    pub(crate) fn new(capacity: usize, dispatch: Dispatch) -> Self {
+        let capacity = capacity.max(1);
+        Mailbox {
+            ring: ring::Ring::with_capacity(capacity),
+            len: CachePadded::new(AtomicUsize::new(0)),
+            capacity,
+            closed: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            space: Notify::new(),
+            rejected: AtomicU64::new(0),
+            dispatch,
+        }
+    }
+
+    /// Queues a message without waiting; hands it back when full or closed.
+    pub(crate) fn try_send(&self, message: M) -> Result<(), TrySendError<M>> {
+        // Reserve first, then look at `closed`: `close` reads `len` after setting `closed`,
+        // so a push that saw the mailbox open is always visible to whoever drains it.
+        if self.len.fetch_add(1, SeqCst) >= self.capacity {
+            self.len.fetch_sub(1, SeqCst);
+            return Err(if self.is_closed() {
+                TrySendError::Closed(message)
+            } else {
+                TrySendError::Full(message)
+            });
+        }
+        if self.is_closed() {
+            self.release(1);
+            return Err(TrySendError::Closed(message));
+        }
+        if self.ring.push(message).is_err() {
+            self.len.fetch_sub(1, SeqCst);
+            self.rejected.fetch_add(1, SeqCst);
+            tracing::error!("mailbox ring rejected a reserved push; message counted as lost");
+            return Ok(());
+        }
+        self.dispatch.notify();
+        Ok(())
+    }
+
+    /// Queues a message, waiting while the mailbox is full.
+    pub(crate) async fn send(&self, message: M) -> Result<(), SendError<M>> {
+        let message = match self.try_send(message) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(message)) => return Err(SendError(message)),
+            Err(TrySendError::Full(message)) => message,
+        };
+        self.send_slow(message).await
+    }
+
+    async fn send_slow(&self, mut message: M) -> Result<(), SendError<M>> {
+        self.waiting.fetch_add(1, SeqCst);
+        let _waiting = WaitingGuard(&self.waiting);
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            // Register before retrying, so a pop between the retry and the await still
+            // wakes this producer (`notify_waiters` only reaches registered waiters).
+            notified.as_mut().enable();
+            match self.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(back)) => return Err(SendError(back)),
+                Err(TrySendError::Full(back)) => message = back,
+            }
+            notified.await;
+        }
+    }
+
+    /// Gives back `n` reservations after their messages were popped, and wakes producers
+    /// waiting for space. Called once per batch, not once per message.
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.len.fetch_sub(n, SeqCst);
+        if self.waiting.load(SeqCst) > 0 {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// A consumer handle on the ring.
+    pub(crate) fn reader(&self) -> Reader<M> {
+        self.ring.reader()
+    }
+
+    /// Refuses every later send; wakes parked producers so they get `Closed`.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, SeqCst);
+        self.space.notify_waiters();
+    }
+
+    /// Whether `close` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Messages queued (or being pushed) now.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(SeqCst).min(self.capacity)
+    }
+
+    /// Whether nothing is queued or being pushed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.load(SeqCst) == 0
+    }
+
+    /// The capacity in messages.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Pushes the ring rejected (see the ring's docs); expected to stay 0.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected.load(SeqCst)
+    }
+
+    /// Takes every queued message out, waiting for reserved pushes still in flight.
+    /// Only meaningful after [`Mailbox::close`], when no new reservation can succeed.
+    pub(crate) fn take_all(&self, reader: &mut Reader<M>) -> Vec<M> {
+        let mut taken = Vec::new();
+        while !self.is_empty() {
+            match reader.pop() {
+                Some(message) => {
+                    taken.push(message);
+                    self.release(1);
+                }
+                // A producer reserved before `close` and has not pushed yet.
+                None => std::thread::yield_now(),
+            }
+        }
+        taken
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests;

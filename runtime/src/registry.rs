@@ -1,0 +1,268 @@
+//! The per-runtime registry: name → control handle. Not kameo's registry, which is
+//! process-global and typed: two runtimes in one process never see each other's names,
+//! and `Runtime::control` needs no type.
+
+use std::{
+    any::Any,
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use futures::future::BoxFuture;
+use vortex_messages::{ActorKind, ActorState, Control, ControlError, ControlReply, StatusReport};
+
+use crate::{
+    actor::Actor,
+    child::{collect_undelivered, erase, ActorChild},
+    error::RuntimeError,
+    shared::Shared,
+    supervisor::{ScalePool, SupervisorChild},
+};
+
+/// One line of [`Runtime::actors`](crate::Runtime::actors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorInfo {
+    /// The registered name.
+    pub name: String,
+    /// Actor, pool or supervisor.
+    pub kind: ActorKind,
+    /// Its state now.
+    pub state: ActorState,
+}
+
+/// What the registry holds for a name.
+pub(crate) trait Target: Send + Sync {
+    fn kind(&self) -> ActorKind;
+    fn status(&self) -> StatusReport;
+    fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>>;
+    /// Refuses new messages (shutdown).
+    fn close(&self) {}
+    /// Moves queued messages to the dead-letter sink; returns how many.
+    fn collect_undelivered(&self) -> usize {
+        0
+    }
+    /// The typed shared state, for `Runtime::lookup`.
+    fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+}
+
+impl<A: Actor> Target for ActorChild<A> {
+    fn kind(&self) -> ActorKind {
+        ActorKind::Actor
+    }
+    fn status(&self) -> StatusReport {
+        ActorChild::status(self)
+    }
+    fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>> {
+        Box::pin(ActorChild::control(self, command))
+    }
+    fn close(&self) {
+        self.shared.mailbox.close();
+    }
+    fn collect_undelivered(&self) -> usize {
+        ActorChild::collect_undelivered(self)
+    }
+    fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(erase(&self.shared))
+    }
+}
+
+/// A pool: control at pool level (all workers share the flags); `Scale` goes to its
+/// internal supervisor.
+pub(crate) struct PoolTarget<A: Actor> {
+    pub(crate) shared: Arc<Shared<A>>,
+    pub(crate) supervisor: Arc<SupervisorChild>,
+}
+
+impl<A: Actor> Target for PoolTarget<A> {
+    fn kind(&self) -> ActorKind {
+        ActorKind::Pool
+    }
+    fn status(&self) -> StatusReport {
+        self.shared.status()
+    }
+    fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>> {
+        Box::pin(async move {
+            match command {
+                Control::Scale { n } => {
+                    let Some(cell) = self.supervisor.cell() else {
+                        return Err(ControlError::NotRunning {
+                            actor: self.shared.name.to_string(),
+                            command: "scale".into(),
+                            state: self.shared.state(),
+                        });
+                    };
+                    match cell.ask(ScalePool(n)).await {
+                        Ok((from, to)) => Ok(ControlReply::Scaled { from, to }),
+                        Err(kameo::error::SendError::HandlerError(error)) => Err(error),
+                        Err(_) => Err(ControlError::NotRunning {
+                            actor: self.shared.name.to_string(),
+                            command: "scale".into(),
+                            state: self.shared.state(),
+                        }),
+                    }
+                }
+                Control::Checkpoint => Err(ControlError::Unsupported {
+                    actor: self.shared.name.to_string(),
+                    command: "checkpoint".into(),
+                    reason: "pool workers are stateless replicas; checkpoint single actors".into(),
+                }),
+                other => self.shared.default_control(&other),
+            }
+        })
+    }
+    fn close(&self) {
+        self.shared.mailbox.close();
+    }
+    fn collect_undelivered(&self) -> usize {
+        collect_undelivered(&self.shared)
+    }
+    fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(erase(&self.shared))
+    }
+}
+
+/// A supervisor: answers `Status` and `Stop` (halts its subtree).
+pub(crate) struct SupervisorTarget {
+    pub(crate) supervisor: Arc<SupervisorChild>,
+}
+
+impl Target for SupervisorTarget {
+    fn kind(&self) -> ActorKind {
+        ActorKind::Supervisor
+    }
+    fn status(&self) -> StatusReport {
+        let status = &self.supervisor.plan.status;
+        StatusReport {
+            name: self.supervisor.plan.name.to_string(),
+            kind: ActorKind::Supervisor,
+            state: status.state(),
+            mailbox_depth: 0,
+            mailbox_capacity: 0,
+            handled: 0,
+            restarts: status.restarts.load(std::sync::atomic::Ordering::SeqCst),
+            dead_letters: 0,
+            workers: status.children.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+    fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>> {
+        Box::pin(async move {
+            match command {
+                Control::Status => Ok(ControlReply::Status(self.status())),
+                other => Err(ControlError::Unsupported {
+                    actor: self.supervisor.plan.name.to_string(),
+                    command: other.name().into(),
+                    reason: "supervisors answer status; address their children".into(),
+                }),
+            }
+        })
+    }
+}
+
+/// Name → target, for one runtime.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: Mutex<BTreeMap<Arc<str>, Arc<dyn Target>>>,
+}
+
+impl Registry {
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<dyn Target>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Target>> {
+        self.entries().get(name).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<(Arc<str>, Arc<dyn Target>)> {
+        self.entries()
+            .iter()
+            .map(|(name, target)| (Arc::clone(name), Arc::clone(target)))
+            .collect()
+    }
+
+    /// Registers every name of a reservation, or none (a name taken meanwhile).
+    pub(crate) fn commit(
+        &self,
+        reservation: Reservation<'_>,
+    ) -> Result<Vec<Arc<str>>, RuntimeError> {
+        let mut entries = self.entries();
+        if let Some((name, _)) = reservation
+            .entries
+            .iter()
+            .find(|(name, _)| entries.contains_key(name))
+        {
+            return Err(RuntimeError::DuplicateName(name.to_string()));
+        }
+        let names = reservation
+            .entries
+            .iter()
+            .map(|(name, _)| Arc::clone(name))
+            .collect();
+        entries.extend(reservation.entries);
+        Ok(names)
+    }
+
+    pub(crate) fn remove(&self, names: &[Arc<str>]) {
+        let mut entries = self.entries();
+        for name in names {
+            entries.remove(name);
+        }
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.entries().contains_key(name)
+    }
+}
+
+/// Names collected while a spec is instantiated, registered together at the end.
+pub(crate) struct Reservation<'a> {
+    registry: &'a Registry,
+    seen: BTreeSet<Arc<str>>,
+    entries: Vec<(Arc<str>, Arc<dyn Target>)>,
+}
+
+impl<'a> Reservation<'a> {
+    pub(crate) fn new(registry: &'a Registry) -> Self {
+        Reservation {
+            registry,
+            seen: BTreeSet::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Validates a name and checks it is free (in the runtime and in this spec).
+    pub(crate) fn check(&self, name: &str) -> Result<(), RuntimeError> {
+        validate_name(name)?;
+        if self.seen.contains(name) || self.registry.contains(name) {
+            return Err(RuntimeError::DuplicateName(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add(
+        &mut self,
+        name: Arc<str>,
+        target: Arc<dyn Target>,
+    ) -> Result<(), RuntimeError> {
+        self.check(&name)?;
+        self.seen.insert(Arc::clone(&name));
+        self.entries.push((name, target));
+        Ok(())
+    }
+}
+
+/// Names are 1–128 characters of `[A-Za-z0-9._-]`: safe in file paths, metric labels and
+/// command lines.
+pub(crate) fn validate_name(name: &str) -> Result<(), RuntimeError> {
+    let valid = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidName(name.to_owned()))
+    }
+}

@@ -1,0 +1,440 @@
+//! [`Runtime`]: builds the root supervisor, owns the registry and the dead-letter sink,
+//! spawns actors, routes control commands by name, and shuts everything down in order.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicU8, Ordering::SeqCst},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use kameo::actor::ActorRef;
+use tokio::runtime::Handle;
+use vortex_messages::{Control, ControlError, ControlReply};
+
+use crate::{
+    actor::Actor,
+    addr::Addr,
+    dead_letter::DeadLetters,
+    error::RuntimeError,
+    registry::{ActorInfo, Registry, Reservation},
+    shared::Shared,
+    spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec},
+    supervisor::{
+        AddChild, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
+        SupervisorPlan,
+    },
+};
+
+/// Defaults every actor inherits unless its spec says otherwise.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Data mailbox capacity in messages (default 1024).
+    pub mailbox_capacity: usize,
+    /// Messages handled per batch before control commands get a turn (default 64).
+    pub batch_size: usize,
+    /// Deadline of [`Addr::ask`] (default 5 s).
+    pub ask_timeout: Duration,
+    /// Largest pool size `Scale` may ask for (default 256).
+    pub max_pool_workers: u32,
+    /// Dead-letter records kept in memory; the count is always exact (default 10 000).
+    pub dead_letters_retained: usize,
+    /// Restart intensity of the root supervisor (default: 20 within 10 s).
+    pub root_intensity: Intensity,
+    /// Back-off of the root supervisor (default: 10 ms doubling to 2 s).
+    pub root_backoff: Backoff,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            mailbox_capacity: 1024,
+            batch_size: 64,
+            ask_timeout: Duration::from_secs(5),
+            max_pool_workers: 256,
+            dead_letters_retained: 10_000,
+            root_intensity: Intensity::default(),
+            root_backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Builds a [`Runtime`]. See [`Runtime::builder`].
+#[derive(Debug, Default)]
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    handle: Option<Handle>,
+    worker_threads: Option<usize>,
+}
+
+impl RuntimeBuilder {
+    /// Default data mailbox capacity.
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.config.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Default batch size.
+    pub fn batch_size(mut self, batch: usize) -> Self {
+        self.config.batch_size = batch;
+        self
+    }
+
+    /// Default ask deadline.
+    pub fn ask_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ask_timeout = timeout;
+        self
+    }
+
+    /// Largest pool size.
+    pub fn max_pool_workers(mut self, max: u32) -> Self {
+        self.config.max_pool_workers = max;
+        self
+    }
+
+    /// Dead-letter records kept in memory.
+    pub fn dead_letters_retained(mut self, retained: usize) -> Self {
+        self.config.dead_letters_retained = retained;
+        self
+    }
+
+    /// Root supervisor intensity.
+    pub fn root_intensity(mut self, intensity: Intensity) -> Self {
+        self.config.root_intensity = intensity;
+        self
+    }
+
+    /// Root supervisor back-off.
+    pub fn root_backoff(mut self, backoff: Backoff) -> Self {
+        self.config.root_backoff = backoff;
+        self
+    }
+
+    /// Runs on this tokio runtime. Without it, the current runtime is used when `build`
+    /// is called inside one, and otherwise the runtime creates its own.
+    pub fn handle(mut self, handle: Handle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Worker threads of the runtime's own tokio runtime (when it creates one).
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads);
+        self
+    }
+
+    /// Starts the runtime (its root supervisor).
+    pub fn build(self) -> Result<Runtime, RuntimeError> {
+        let config = self.config;
+        if config.mailbox_capacity == 0 || config.batch_size == 0 {
+            return Err(RuntimeError::InvalidConfig(
+                "mailbox capacity and batch size must be at least 1".into(),
+            ));
+        }
+        let (handle, owned) = match self.handle.or_else(|| Handle::try_current().ok()) {
+            Some(handle) => (handle, None),
+            None => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                if let Some(threads) = self.worker_threads {
+                    builder.worker_threads(threads.max(1));
+                }
+                let tokio = builder
+                    .enable_all()
+                    .thread_name("vortex-worker")
+                    .build()
+                    .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
+                (tokio.handle().clone(), Some(tokio))
+            }
+        };
+        let root = Arc::new(SupervisorChild::new(SupervisorPlan {
+            name: Arc::from("root"),
+            strategy: Strategy::OneForOne,
+            intensity: config.root_intensity,
+            backoff: config.root_backoff,
+            children: Arc::new(Mutex::new(Vec::new())),
+            worker_maker: None,
+            max_workers: 0,
+            status: Default::default(),
+        }));
+        let root_cell = {
+            let _entered = handle.enter();
+            root.spawn_root()
+        };
+        let inner = Arc::new(RuntimeInner {
+            dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
+            config,
+            registry: Registry::default(),
+            root,
+            root_cell,
+            handle,
+            phase: AtomicU8::new(RUNNING),
+        });
+        Ok(Runtime {
+            inner,
+            tokio: owned,
+        })
+    }
+}
+
+const RUNNING: u8 = 0;
+const SHUTTING_DOWN: u8 = 1;
+const SHUT_DOWN: u8 = 2;
+
+pub(crate) struct RuntimeInner {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) registry: Registry,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    root: Arc<SupervisorChild>,
+    root_cell: ActorRef<SupervisorCell>,
+    handle: Handle,
+    phase: AtomicU8,
+}
+
+/// What [`Runtime::shutdown`] left undelivered, per actor or pool. Those messages are in
+/// the dead-letter sink (reason `Undelivered`), so nothing vanishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Actor or pool name → messages still queued when it stopped.
+    pub undelivered: BTreeMap<String, usize>,
+}
+
+impl ShutdownReport {
+    /// All undelivered messages together.
+    pub fn total_undelivered(&self) -> usize {
+        self.undelivered.values().sum()
+    }
+}
+
+/// An actor runtime: registry, root supervisor, dead letters. Cheap to share by reference;
+/// two runtimes in one process are fully isolated.
+///
+/// ```
+/// use vortex_runtime::{Actor, ActorError, Context, Runtime};
+/// use vortex_messages::{Control, ControlReply};
+///
+/// struct Printer;
+/// impl Actor for Printer {
+///     type Message = String;
+///     async fn handle(&mut self, line: String, _: &mut Context<Self>) -> Result<(), ActorError> {
+///         println!("{line}");
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let rt = Runtime::builder().mailbox_capacity(256).build().unwrap();
+/// let printer = rt.spawn("printer", || Printer).await.unwrap();
+/// printer.tell("hello".to_string()).await.unwrap();
+/// assert_eq!(rt.control("printer", Control::Pause).await, Ok(ControlReply::Paused));
+/// let report = rt.shutdown().await;
+/// assert!(report.total_undelivered() <= 1);
+/// # }
+/// ```
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtime {
+    /// A builder with the defaults of [`RuntimeConfig`].
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A runtime with every default.
+    pub fn new() -> Result<Runtime, RuntimeError> {
+        Runtime::builder().build()
+    }
+
+    /// The defaults in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The tokio runtime the actors run on.
+    pub fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
+    /// Runs a future to completion on the runtime's tokio runtime (from synchronous code).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match &self.tokio {
+            Some(tokio) => tokio.block_on(future),
+            None => self.inner.handle.block_on(future),
+        }
+    }
+
+    /// Spawns a single actor under the root supervisor (one-for-one, permanent) and
+    /// waits until its `on_start` finished.
+    pub async fn spawn<A: Actor>(
+        &self,
+        name: impl Into<String>,
+        factory: impl Fn() -> A + Send + Sync + 'static,
+    ) -> Result<Addr<A>, RuntimeError> {
+        self.spawn_actor(ActorSpec::new(name, factory)).await
+    }
+
+    /// Spawns a single actor from a spec (capacity, batch size, restart policy).
+    pub async fn spawn_actor<A: Actor>(&self, spec: ActorSpec<A>) -> Result<Addr<A>, RuntimeError> {
+        let name = spec.name().to_owned();
+        self.start_child(spec.into()).await?;
+        self.lookup(&name)
+    }
+
+    /// Spawns a pool of `workers` identical actors sharing one mailbox.
+    pub async fn spawn_pool<A: Actor>(
+        &self,
+        name: impl Into<String>,
+        workers: u32,
+        factory: impl Fn() -> A + Send + Sync + 'static,
+    ) -> Result<Addr<A>, RuntimeError> {
+        self.spawn_pool_with(PoolSpec::new(name, workers, factory))
+            .await
+    }
+
+    /// Spawns a pool from a spec.
+    pub async fn spawn_pool_with<A: Actor>(
+        &self,
+        spec: PoolSpec<A>,
+    ) -> Result<Addr<A>, RuntimeError> {
+        let name = spec.name().to_owned();
+        self.start_child(spec.into()).await?;
+        self.lookup(&name)
+    }
+
+    /// Starts a supervision tree under the root supervisor. Every name in it is
+    /// registered (all or none); find the children with [`Runtime::lookup`].
+    pub async fn start_supervisor(&self, spec: SupervisorSpec) -> Result<(), RuntimeError> {
+        self.start_child(spec.into()).await
+    }
+
+    async fn start_child(&self, spec: ChildSpec) -> Result<(), RuntimeError> {
+        if self.inner.phase.load(SeqCst) != RUNNING {
+            return Err(RuntimeError::ShutDown);
+        }
+        let mut reservation = Reservation::new(&self.inner.registry);
+        let (child, restart) = spec.instantiate(&self.inner, &mut reservation)?;
+        let names = self.inner.registry.commit(reservation)?;
+        let started = self.inner.root_cell.ask(AddChild { child, restart }).await;
+        match started {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.inner.registry.remove(&names);
+                let reason = match error {
+                    kameo::error::SendError::HandlerError(reason) => reason,
+                    _ => return Err(RuntimeError::ShutDown),
+                };
+                Err(RuntimeError::StartFailed {
+                    name: names
+                        .first()
+                        .map(|name| name.to_string())
+                        .unwrap_or_default(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The typed address of a registered actor or pool.
+    pub fn lookup<A: Actor>(&self, name: &str) -> Result<Addr<A>, RuntimeError> {
+        let target = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| RuntimeError::UnknownActor(name.to_owned()))?;
+        let shared = target
+            .shared()
+            .and_then(|shared| shared.downcast::<Shared<A>>().ok())
+            .ok_or_else(|| RuntimeError::WrongType {
+                name: name.to_owned(),
+                expected: std::any::type_name::<A>(),
+            })?;
+        Ok(Addr { shared })
+    }
+
+    /// Sends a control command to an actor, pool or supervisor by name; no type needed.
+    pub async fn control(
+        &self,
+        name: &str,
+        command: Control,
+    ) -> Result<ControlReply, ControlError> {
+        let target = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
+        let timeout = self.inner.config.ask_timeout;
+        match tokio::time::timeout(timeout, target.control(command)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(ControlError::Timeout(name.to_owned())),
+        }
+    }
+
+    /// Every registered name with its kind and state, sorted by name.
+    pub fn actors(&self) -> Vec<ActorInfo> {
+        self.inner
+            .registry
+            .all()
+            .into_iter()
+            .map(|(name, target)| ActorInfo {
+                name: name.to_string(),
+                kind: target.kind(),
+                state: target.status().state,
+            })
+            .collect()
+    }
+
+    /// The dead-letter sink.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.inner.dead_letters
+    }
+
+    /// Stops intake everywhere, halts every actor after its current message (children
+    /// before parents, youngest first), and reports what was still queued. Those messages
+    /// go to the dead-letter sink. Calling it again returns an empty report.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        if self
+            .inner
+            .phase
+            .compare_exchange(RUNNING, SHUTTING_DOWN, SeqCst, SeqCst)
+            .is_err()
+        {
+            return ShutdownReport::default();
+        }
+        let targets = self.inner.registry.all();
+        for (_, target) in &targets {
+            target.close();
+        }
+        if self.inner.root_cell.ask(HaltAll).await.is_ok() {
+            self.inner.root_cell.wait_for_shutdown().await;
+        }
+        let mut report = ShutdownReport::default();
+        for (name, target) in &targets {
+            let left = target.collect_undelivered();
+            if left > 0 {
+                report.undelivered.insert(name.to_string(), left);
+            }
+        }
+        self.inner.phase.store(SHUT_DOWN, SeqCst);
+        report
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if self.inner.phase.swap(SHUT_DOWN, SeqCst) != SHUT_DOWN {
+            // Dropped without shutdown: refuse intake and kill every cell; never wait.
+            for (_, target) in self.inner.registry.all() {
+                target.close();
+            }
+            crate::child::Child::kill(&*self.inner.root);
+            self.inner.root_cell.kill();
+        }
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
+}

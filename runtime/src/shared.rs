@@ -1,0 +1,249 @@
+//! The state an address owns and every incarnation of its cell shares: mailbox, counters,
+//! flags, the factory that builds a fresh actor, and the latest checkpoint.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst},
+        Arc, Mutex, PoisonError,
+    },
+    time::Duration,
+};
+
+use crossbeam_utils::CachePadded;
+use vortex_messages::{
+    ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, StatusReport,
+};
+
+use crate::{
+    actor::Actor,
+    dead_letter::{DeadLetter, DeadLetterReason, DeadLetters},
+    mailbox::Mailbox,
+};
+
+/// Per-actor settings, resolved from the spec and the runtime's defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActorConfig {
+    pub(crate) capacity: usize,
+    pub(crate) batch: usize,
+    pub(crate) ask_timeout: Duration,
+}
+
+/// Counters, written once per batch by the draining cell.
+#[derive(Default)]
+pub(crate) struct Stats {
+    handled: CachePadded<AtomicU64>,
+    dead_letters: AtomicU64,
+    restarts: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn add_handled(&self, n: u64) {
+        if n > 0 {
+            self.handled.fetch_add(n, Relaxed);
+        }
+    }
+    pub(crate) fn handled(&self) -> u64 {
+        self.handled.load(Relaxed)
+    }
+    pub(crate) fn add_restart(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn restarts(&self) -> u64 {
+        self.restarts.load(Relaxed)
+    }
+    pub(crate) fn dead_letters(&self) -> u64 {
+        self.dead_letters.load(Relaxed)
+    }
+}
+
+pub(crate) type Factory<A> = dyn Fn() -> A + Send + Sync;
+
+/// Everything an address owns.
+pub(crate) struct Shared<A: Actor> {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ActorKind,
+    pub(crate) mailbox: Mailbox<A::Message>,
+    pub(crate) config: ActorConfig,
+    pub(crate) factory: Box<Factory<A>>,
+    pub(crate) stats: Stats,
+    state: AtomicU8,
+    paused: AtomicBool,
+    stopping: AtomicBool,
+    /// Live workers (1 for a single actor).
+    pub(crate) workers: AtomicU32,
+    epoch: AtomicU64,
+    latest: Mutex<Option<Checkpoint>>,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+}
+
+impl<A: Actor> Shared<A> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        kind: ActorKind,
+        mailbox: Mailbox<A::Message>,
+        config: ActorConfig,
+        factory: Box<Factory<A>>,
+        dead_letters: Arc<DeadLetters>,
+    ) -> Self {
+        Shared {
+            name,
+            kind,
+            mailbox,
+            config,
+            factory,
+            stats: Stats::default(),
+            state: AtomicU8::new(encode_state(ActorState::Starting)),
+            paused: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            workers: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+            latest: Mutex::new(None),
+            dead_letters,
+        }
+    }
+
+    pub(crate) fn state(&self) -> ActorState {
+        decode_state(self.state.load(SeqCst))
+    }
+
+    pub(crate) fn set_state(&self, state: ActorState) {
+        self.state.store(encode_state(state), SeqCst);
+    }
+
+    /// The state a running cell should show (paused or running).
+    pub(crate) fn set_live_state(&self) {
+        self.set_state(if self.is_paused() {
+            ActorState::Paused
+        } else {
+            ActorState::Running
+        });
+    }
+
+    #[inline]
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(SeqCst)
+    }
+
+    /// `Stop`: refuse new messages, handle what is queued, then stop for good.
+    pub(crate) fn request_stop(&self) {
+        self.stopping.store(true, SeqCst);
+        self.paused.store(false, SeqCst);
+        self.mailbox.close();
+        self.set_state(ActorState::Stopping);
+        self.mailbox.dispatch.wake_all();
+    }
+
+    /// Records a message that was taken but not handled.
+    pub(crate) fn dead_letter(&self, reason: DeadLetterReason, message: Option<A::Message>) {
+        self.stats.dead_letters.fetch_add(1, Relaxed);
+        self.dead_letters.push(DeadLetter {
+            actor: self.name.to_string(),
+            reason,
+            message_type: std::any::type_name::<A::Message>(),
+            message: message.map(|message| Box::new(message) as Box<dyn std::any::Any + Send>),
+        });
+    }
+
+    /// Stores a fresh snapshot under the next epoch.
+    pub(crate) fn store_checkpoint(&self, bytes: Vec<u8>) -> Checkpoint {
+        let checkpoint = Checkpoint {
+            actor: self.name.to_string(),
+            epoch: self.epoch.fetch_add(1, SeqCst) + 1,
+            bytes,
+        };
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpoint.clone());
+        checkpoint
+    }
+
+    /// The latest checkpoint, if any (used to restore after a restart).
+    pub(crate) fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn status(&self) -> StatusReport {
+        StatusReport {
+            name: self.name.to_string(),
+            kind: self.kind,
+            state: self.state(),
+            mailbox_depth: self.mailbox.len() as u64,
+            mailbox_capacity: self.mailbox.capacity() as u64,
+            handled: self.stats.handled(),
+            restarts: self.stats.restarts(),
+            dead_letters: self.stats.dead_letters() + self.mailbox.rejected(),
+            workers: self.workers.load(SeqCst),
+        }
+    }
+
+    /// The default answer to a command that needs no actor state (see docs/semantics.md).
+    pub(crate) fn default_control(&self, command: &Control) -> Result<ControlReply, ControlError> {
+        match command {
+            Control::Pause => {
+                self.paused.store(true, SeqCst);
+                if matches!(self.state(), ActorState::Running) {
+                    self.set_state(ActorState::Paused);
+                }
+                Ok(ControlReply::Paused)
+            }
+            Control::Resume => {
+                self.paused.store(false, SeqCst);
+                if matches!(self.state(), ActorState::Paused) {
+                    self.set_state(ActorState::Running);
+                }
+                self.mailbox.dispatch.wake_all();
+                Ok(ControlReply::Resumed)
+            }
+            Control::Status => Ok(ControlReply::Status(self.status())),
+            Control::Stop => {
+                self.request_stop();
+                Ok(ControlReply::Stopping)
+            }
+            Control::Scale { .. } => Err(ControlError::Unsupported {
+                actor: self.name.to_string(),
+                command: command.name().to_owned(),
+                reason: "only pools scale".to_owned(),
+            }),
+            Control::Checkpoint => Err(ControlError::NotRunning {
+                actor: self.name.to_string(),
+                command: command.name().to_owned(),
+                state: self.state(),
+            }),
+            _ => Err(ControlError::Unsupported {
+                actor: self.name.to_string(),
+                command: command.name().to_owned(),
+                reason: "unknown command".to_owned(),
+            }),
+        }
+    }
+}
+
+fn encode_state(state: ActorState) -> u8 {
+    match state {
+        ActorState::Starting => 0,
+        ActorState::Running => 1,
+        ActorState::Paused => 2,
+        ActorState::Restarting => 3,
+        ActorState::Stopping => 4,
+        ActorState::Stopped => 5,
+        _ => 6,
+    }
+}
+
+fn decode_state(value: u8) -> ActorState {
+    match value {
+        0 => ActorState::Starting,
+        1 => ActorState::Running,
+        2 => ActorState::Paused,
+        3 => ActorState::Restarting,
+        4 => ActorState::Stopping,
+        5 => ActorState::Stopped,
+        _ => ActorState::Failed,
+    }
+}
