@@ -43,7 +43,7 @@ pub mod prelude {
     };
     pub use vortex_runtime::{
         Actor, ActorError, ActorSpec, Addr, AskError, Backoff, Context, DeadLetter,
-        DeadLetterReason, Intensity, PoolSpec, Reply, Restart, Runtime, RuntimeError,
-        SendError, ShutdownReport, Strategy, SupervisorSpec, TrySendError,
+        DeadLetterReason, Intensity, PoolSpec, Reply, Restart, Runtime, RuntimeError, SendError,
+        ShutdownReport, Strategy, SupervisorSpec, TrySendError,
     };
 }

@@ -34,7 +34,10 @@ pub(crate) type WorkerMaker = Arc<dyn Fn(usize) -> Arc<dyn Child> + Send + Sync>
 #[derive(Default)]
 pub(crate) struct SupervisorStatus {
     state: AtomicU8,
+    /// Times this supervisor itself was restarted by its parent.
     pub(crate) restarts: AtomicU64,
+    /// Restarts this supervisor performed on its children.
+    pub(crate) restarts_performed: AtomicU64,
     pub(crate) escalations: AtomicU64,
     pub(crate) children: AtomicU32,
 }
@@ -304,7 +307,7 @@ impl SupervisorCell {
                 continue;
             }
             self.slots[index].child.note_restart();
-            self.plan.status.restarts.fetch_add(1, SeqCst);
+            self.plan.status.restarts_performed.fetch_add(1, SeqCst);
             if let Err(reason) = self.start_slot(index).await {
                 tracing::warn!(target: "vortex.restart", supervisor = %self.plan.name, %reason, "restart failed");
                 self.child_exited(index, Exit::Failed(reason), ctx).await;
