@@ -9,6 +9,7 @@
 //! - [`messages`]: `vortex-messages`, the protocol.
 //! - [`runtime`]: `vortex-runtime`, the actor core.
 //! - [`actors`]: `vortex-actors`, the subsystem actors.
+//! - [`demo`]: the built-in single-node pipeline `vortex run` starts.
 //!
 //! # Example
 //! ```
@@ -31,6 +32,8 @@
 //! rt.shutdown().await;
 //! # }
 //! ```
+
+pub mod demo;
 
 pub use vortex_actors as actors;
 pub use vortex_messages as messages;
