@@ -50,3 +50,8 @@ pub mod prelude {
         ShutdownReport, Strategy, SupervisorSpec, TrySendError,
     };
 }
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
