@@ -4,3 +4,8 @@
 //! # Layout
 //! One folder per subsystem, each with the same files: `actor.rs` (wiring), `core.rs`
 //! (pure logic), `error.rs`, `config.rs` when needed.
+//!
+//! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
+//!   store.
+
+pub mod journal;

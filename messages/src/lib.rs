@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
 //!   `Status`, `Stop`), their replies and their errors.
+//! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
 //!
 //! # Example
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod control;
+pub mod journal;
 pub mod wire;
 
 pub use control::{

@@ -79,7 +79,11 @@ async fn build_actor<A: Actor>(
 ) -> Result<A, CellFailure> {
     let mut actor = std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)()))
         .map_err(|payload| CellFailure(format!("factory panicked: {}", panic_text(&*payload))))?;
-    if let Some(checkpoint) = shared.latest_checkpoint() {
+    let latest = shared
+        .latest_checkpoint()
+        .await
+        .map_err(|reason| CellFailure(format!("cannot read the latest checkpoint: {reason}")))?;
+    if let Some(checkpoint) = latest {
         actor.restore(&checkpoint.bytes).map_err(|error| {
             CellFailure(format!(
                 "restore from epoch {} failed: {error}",
@@ -287,9 +291,11 @@ impl<A: Actor> Message<ControlCommand> for Cell<A> {
         }
         match command {
             Control::Checkpoint => match self.actor.snapshot() {
-                Some(bytes) => Ok(ControlReply::Checkpointed(
-                    self.shared.store_checkpoint(bytes),
-                )),
+                Some(bytes) => self
+                    .shared
+                    .store_checkpoint(bytes)
+                    .await
+                    .map(ControlReply::Checkpointed),
                 None => Err(ControlError::NoSnapshot(self.shared.name.to_string())),
             },
             other => self.shared.default_control(&other),

@@ -14,6 +14,7 @@
 //! - [`spec`]: declarative [`ActorSpec`], [`PoolSpec`], [`SupervisorSpec`].
 //! - `registry`: per-runtime name → control handle.
 //! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`.
+//! - [`checkpoint`]: [`CheckpointSink`], where checkpoints are persisted.
 //! - [`dead_letter`]: the dead-letter sink.
 //! - [`error`]: send, ask and runtime errors.
 //!
@@ -52,6 +53,7 @@
 pub mod actor;
 pub mod addr;
 mod cell;
+pub mod checkpoint;
 mod child;
 pub mod dead_letter;
 pub mod error;
@@ -64,6 +66,7 @@ pub mod supervisor;
 
 pub use actor::{Actor, ActorError, Context};
 pub use addr::{Addr, Reply};
+pub use checkpoint::CheckpointSink;
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
 pub use error::{AskError, RuntimeError, SendError, TrySendError};
 pub use registry::ActorInfo;

@@ -18,6 +18,7 @@ use vortex_messages::{Control, ControlError, ControlReply};
 use crate::{
     actor::Actor,
     addr::Addr,
+    checkpoint::CheckpointSink,
     dead_letter::DeadLetters,
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
@@ -63,11 +64,22 @@ impl Default for RuntimeConfig {
 }
 
 /// Builds a [`Runtime`]. See [`Runtime::builder`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RuntimeBuilder {
     config: RuntimeConfig,
     handle: Option<Handle>,
     worker_threads: Option<usize>,
+    checkpoints: Option<Arc<dyn CheckpointSink>>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("config", &self.config)
+            .field("worker_threads", &self.worker_threads)
+            .field("durable_checkpoints", &self.checkpoints.is_some())
+            .finish()
+    }
 }
 
 impl RuntimeBuilder {
@@ -120,6 +132,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Persists checkpoints here (and restores from here after restarts, also across
+    /// process restarts). Without a sink, checkpoints live in memory only.
+    pub fn checkpoints(mut self, sink: Arc<dyn CheckpointSink>) -> Self {
+        self.checkpoints = Some(sink);
+        self
+    }
+
     /// Worker threads of the runtime's own tokio runtime (when it creates one).
     pub fn worker_threads(mut self, threads: usize) -> Self {
         self.worker_threads = Some(threads);
@@ -166,6 +185,7 @@ impl RuntimeBuilder {
         let inner = Arc::new(RuntimeInner {
             dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
             config,
+            checkpoints: self.checkpoints,
             registry: Registry::default(),
             root,
             root_cell,
@@ -187,6 +207,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) config: RuntimeConfig,
     pub(crate) registry: Registry,
     pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
     root: Arc<SupervisorChild>,
     root_cell: ActorRef<SupervisorCell>,
     handle: Handle,

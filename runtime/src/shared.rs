@@ -16,6 +16,7 @@ use vortex_messages::{
 
 use crate::{
     actor::Actor,
+    checkpoint::CheckpointSink,
     dead_letter::{DeadLetter, DeadLetterReason, DeadLetters},
     mailbox::Mailbox,
 };
@@ -74,6 +75,7 @@ pub(crate) struct Shared<A: Actor> {
     epoch: AtomicU64,
     latest: Mutex<Option<Checkpoint>>,
     pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
 }
 
 impl<A: Actor> Shared<A> {
@@ -84,6 +86,7 @@ impl<A: Actor> Shared<A> {
         config: ActorConfig,
         factory: Box<Factory<A>>,
         dead_letters: Arc<DeadLetters>,
+        checkpoints: Option<Arc<dyn CheckpointSink>>,
     ) -> Self {
         Shared {
             name,
@@ -99,6 +102,7 @@ impl<A: Actor> Shared<A> {
             epoch: AtomicU64::new(0),
             latest: Mutex::new(None),
             dead_letters,
+            checkpoints,
         }
     }
 
@@ -149,23 +153,57 @@ impl<A: Actor> Shared<A> {
         });
     }
 
-    /// Stores a fresh snapshot under the next epoch.
-    pub(crate) fn store_checkpoint(&self, bytes: Vec<u8>) -> Checkpoint {
+    /// Stores a fresh snapshot under the next epoch: in memory, and durably through the
+    /// runtime's [`CheckpointSink`] when one is configured (off the async workers).
+    pub(crate) async fn store_checkpoint(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Checkpoint, ControlError> {
         let checkpoint = Checkpoint {
             actor: self.name.to_string(),
             epoch: self.epoch.fetch_add(1, SeqCst) + 1,
             bytes,
         };
+        if let Some(sink) = &self.checkpoints {
+            let (sink, saved) = (Arc::clone(sink), checkpoint.clone());
+            let outcome = tokio::task::spawn_blocking(move || sink.save(&saved))
+                .await
+                .unwrap_or_else(|error| Err(format!("checkpoint writer panicked: {error}")));
+            if let Err(reason) = outcome {
+                // The epoch stays used: a later checkpoint never reuses a number that may
+                // be partly on disk.
+                return Err(ControlError::Rejected {
+                    actor: self.name.to_string(),
+                    reason: format!("checkpoint {} not saved: {reason}", checkpoint.epoch),
+                });
+            }
+        }
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpoint.clone());
-        checkpoint
+        Ok(checkpoint)
     }
 
-    /// The latest checkpoint, if any (used to restore after a restart).
-    pub(crate) fn latest_checkpoint(&self) -> Option<Checkpoint> {
-        self.latest
+    /// The latest checkpoint, if any: the one taken in this runtime, else the sink's
+    /// (after a process restart). Also moves the epoch counter past it.
+    pub(crate) async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, String> {
+        let in_memory = self
+            .latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .clone();
+        let latest = match (in_memory, &self.checkpoints) {
+            (Some(checkpoint), _) => Some(checkpoint),
+            (None, None) => None,
+            (None, Some(sink)) => {
+                let (sink, name) = (Arc::clone(sink), self.name.to_string());
+                tokio::task::spawn_blocking(move || sink.latest(&name))
+                    .await
+                    .unwrap_or_else(|error| Err(format!("checkpoint reader panicked: {error}")))?
+            }
+        };
+        if let Some(checkpoint) = &latest {
+            self.epoch.fetch_max(checkpoint.epoch, SeqCst);
+        }
+        Ok(latest)
     }
 
     pub(crate) fn status(&self) -> StatusReport {

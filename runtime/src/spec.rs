@@ -230,6 +230,7 @@ impl<A: Actor> ActorSpec<A> {
             config,
             self.factory,
             Arc::clone(&rt.dead_letters),
+            rt.checkpoints.clone(),
         );
         (Arc::new(shared), self.restart)
     }
