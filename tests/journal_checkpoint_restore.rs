@@ -110,3 +110,59 @@ async fn state_survives_an_actor_crash_and_a_process_restart() {
     assert_eq!(third.epoch, 3);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_actor_group_commits_and_reports_status() {
+    use vortex::actors::journal::{
+        Durability, JournalActor, JournalConfig, JournalError, JournalMessage, PendingRecord,
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder().build().unwrap();
+    let config = JournalConfig {
+        max_record_bytes: 1024,
+        ..JournalConfig::default()
+    };
+    let (journal, reader) = JournalActor::spawn(&rt, "journal", directory.path(), config)
+        .await
+        .unwrap();
+    let mut appends = Vec::new();
+    for n in 0..200u32 {
+        let journal = journal.clone();
+        appends.push(tokio::spawn(async move {
+            let record = PendingRecord::encode(7, &n)
+                .unwrap()
+                .with_durability(Durability::default());
+            journal
+                .ask(|reply| JournalMessage::Append { record, reply })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for append in appends {
+        seqs.push(append.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<u64>>(),
+        "contiguous, each acknowledged once"
+    );
+    // An oversized record is a typed error and writes nothing.
+    let record = PendingRecord::raw(7, vec![0; 4096]);
+    let refused = journal
+        .ask(|reply| JournalMessage::Append { record, reply })
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(JournalError::RecordTooLarge { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(reader.status().last_seq, 200);
+    let ControlReply::Status(status) = rt.control("journal", Control::Status).await.unwrap() else {
+        panic!()
+    };
+    assert!(status.detail.contains("last_seq=200"), "{}", status.detail);
+    assert!(status.detail.contains("fsync_p99_us="), "{}", status.detail);
+    rt.shutdown().await;
+}

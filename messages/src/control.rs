@@ -165,6 +165,9 @@ pub struct StatusReport {
     pub dead_letters: u64,
     /// Workers (1 for a single actor, the pool size for a pool, children for a supervisor).
     pub workers: u32,
+    /// Subsystem-specific detail from the actor's `describe` hook (e.g. a journal's
+    /// segments and fsync latency), empty when it has none.
+    pub detail: String,
 }
 
 /// Why a control command could not be carried out. Travels in replies, so it is data.

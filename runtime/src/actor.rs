@@ -76,6 +76,11 @@ pub trait Actor: Send + Sized + 'static {
         Ok(())
     }
 
+    /// Extra, subsystem-specific text for `Control::Status` (`StatusReport::detail`).
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
     /// Overrides the default answer to a control command. Return `None` to keep the
     /// default (see `docs/semantics.md`), or `Some(reply)` to answer yourself.
     fn on_control(

@@ -298,6 +298,11 @@ impl<A: Actor> Message<ControlCommand> for Cell<A> {
                     .map(ControlReply::Checkpointed),
                 None => Err(ControlError::NoSnapshot(self.shared.name.to_string())),
             },
+            Control::Status => {
+                let mut report = self.shared.status();
+                report.detail = self.actor.describe().unwrap_or_default();
+                Ok(ControlReply::Status(report))
+            }
             other => self.shared.default_control(&other),
         }
     }

@@ -144,6 +144,7 @@ impl Target for SupervisorTarget {
             restarts: status.restarts.load(std::sync::atomic::Ordering::SeqCst),
             dead_letters: 0,
             workers: status.children.load(std::sync::atomic::Ordering::SeqCst),
+            detail: String::new(),
         }
     }
     fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>> {

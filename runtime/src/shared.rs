@@ -217,6 +217,7 @@ impl<A: Actor> Shared<A> {
             restarts: self.stats.restarts(),
             dead_letters: self.stats.dead_letters() + self.mailbox.rejected(),
             workers: self.workers.load(SeqCst),
+            detail: String::new(),
         }
     }
 

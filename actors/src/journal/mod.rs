@@ -20,6 +20,7 @@
 //! * [`writer`] — [`JournalWriter`], a group-committing writer thread with tickets.
 //! * [`replay`] — [`JournalReader`], [`Replay`] and [`JournalStatus`].
 //! * [`record`] — [`PendingRecord`], [`Durability`], [`Record`].
+//! * [`actor`] — [`JournalActor`]: appends as messages, group-committed, `Status` detail.
 //! * [`checkpoint`] — [`CheckpointStore`] for actor snapshots.
 //! * [`durable`] — [`DurableCheckpoints`], the runtime's checkpoint sink on disk.
 //! * `vortex_messages::journal::CheckpointTaken` — the record a checkpoint leaves in the journal.
@@ -48,6 +49,7 @@
 //! # }
 //! ```
 
+pub mod actor;
 pub mod checkpoint;
 pub mod durable;
 pub mod error;
@@ -61,6 +63,7 @@ pub mod segment;
 pub mod staging;
 pub mod writer;
 
+pub use actor::{JournalActor, JournalMessage, JournalSpawnError};
 pub use checkpoint::{CheckpointStore, StoredCheckpoint};
 pub use durable::{DurableCheckpoints, KIND_CHECKPOINT_TAKEN};
 pub use error::{JournalError, JournalResult};
