@@ -7,5 +7,7 @@
 //!
 //! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
 //!   store.
+//! - [`telemetry`]: typed event fan-out, Prometheus exposition over HTTP, tracing spans.
 
 pub mod journal;
+pub mod telemetry;

@@ -8,6 +8,7 @@
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
 //!   `Status`, `Stop`), their replies and their errors.
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
+//! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
 //!
 //! # Example
@@ -23,6 +24,7 @@
 
 pub mod control;
 pub mod journal;
+pub mod telemetry;
 pub mod wire;
 
 pub use control::{

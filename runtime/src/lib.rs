@@ -70,7 +70,7 @@ pub use checkpoint::CheckpointSink;
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
 pub use error::{AskError, RuntimeError, SendError, TrySendError};
 pub use registry::ActorInfo;
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, ShutdownReport};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, RuntimeObserver, ShutdownReport};
 pub use spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec};
 pub use supervisor::{Backoff, Intensity, Restart, Strategy};
 /// The message vocabulary (`vortex-messages`), re-exported.

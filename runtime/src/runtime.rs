@@ -13,7 +13,7 @@ use std::{
 
 use kameo::actor::ActorRef;
 use tokio::runtime::Handle;
-use vortex_messages::{Control, ControlError, ControlReply};
+use vortex_messages::{Control, ControlError, ControlReply, StatusReport};
 
 use crate::{
     actor::Actor,
@@ -408,6 +408,19 @@ impl Runtime {
             .collect()
     }
 
+    /// The status of one actor, pool or supervisor, read from its counters without going
+    /// through its control lane (so `on_control` is not consulted and `detail` is empty).
+    pub fn status(&self, name: &str) -> Result<StatusReport, ControlError> {
+        self.observer().status(name)
+    }
+
+    /// A cheap, `'static` handle that reads statuses (for samplers and exporters).
+    pub fn observer(&self) -> RuntimeObserver {
+        RuntimeObserver {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.inner.dead_letters
@@ -441,6 +454,45 @@ impl Runtime {
         }
         self.inner.phase.store(SHUT_DOWN, SeqCst);
         report
+    }
+}
+
+/// Reads a runtime's statuses from anywhere (clone it into a task). It keeps the
+/// registry alive, not the actors: after shutdown it reports them stopped.
+#[derive(Clone)]
+pub struct RuntimeObserver {
+    inner: Arc<RuntimeInner>,
+}
+
+impl RuntimeObserver {
+    /// See [`Runtime::status`].
+    pub fn status(&self, name: &str) -> Result<StatusReport, ControlError> {
+        self.inner
+            .registry
+            .get(name)
+            .map(|target| target.status())
+            .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))
+    }
+
+    /// Every registered actor's status, sorted by name.
+    pub fn statuses(&self) -> Vec<StatusReport> {
+        self.inner
+            .registry
+            .all()
+            .into_iter()
+            .map(|(_, target)| target.status())
+            .collect()
+    }
+
+    /// Dead letters recorded so far.
+    pub fn dead_letters(&self) -> u64 {
+        self.inner.dead_letters.count()
+    }
+}
+
+impl std::fmt::Debug for RuntimeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeObserver").finish_non_exhaustive()
     }
 }
 

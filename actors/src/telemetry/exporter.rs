@@ -1,0 +1,158 @@
+//! [`RuntimeExporter`]: the runtime's metrics, served. A sampler task reads every actor's
+//! counters (atomics in the runtime; no lock and no message on the hot path) every
+//! `period`, brings the `vortex_` series up to date, and a [`MetricsServer`] serves them
+//! with `/healthz` on a loopback address by default.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{sync::Notify, task::JoinHandle};
+use vortex_messages::{ActorKind, StatusReport};
+use vortex_runtime::{Runtime, RuntimeObserver};
+
+use crate::telemetry::{
+    ActorMetrics, ExporterConfig, MetricsServer, MetricsSink, PoolMetrics, Registry, TelemetryError,
+};
+
+/// Brings metrics up to date from sampled runtime counters.
+#[derive(Debug)]
+pub struct RuntimeSampler {
+    sink: MetricsSink,
+    seen: HashMap<String, Sampled>,
+}
+
+#[derive(Debug)]
+struct Sampled {
+    metrics: ActorMetrics,
+    pool: Option<PoolMetrics>,
+    handled: u64,
+    restarts: u64,
+    dead_letters: u64,
+}
+
+impl RuntimeSampler {
+    /// A sampler writing into `sink`.
+    pub fn new(sink: MetricsSink) -> Self {
+        RuntimeSampler {
+            sink,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Applies one round of statuses: counters grow by what happened since the last round.
+    pub fn apply(&mut self, statuses: &[StatusReport]) {
+        for status in statuses {
+            if status.kind == ActorKind::Supervisor {
+                continue;
+            }
+            let sink = &self.sink;
+            let sampled = self
+                .seen
+                .entry(status.name.clone())
+                .or_insert_with(|| Sampled {
+                    metrics: sink.actor(&status.name),
+                    pool: (status.kind == ActorKind::Pool).then(|| sink.pool(&status.name)),
+                    handled: 0,
+                    restarts: 0,
+                    dead_letters: 0,
+                });
+            sampled
+                .metrics
+                .add_handled(status.handled.saturating_sub(sampled.handled));
+            sampled
+                .metrics
+                .add_restarts(status.restarts.saturating_sub(sampled.restarts));
+            sampled
+                .metrics
+                .add_dead_letters(status.dead_letters.saturating_sub(sampled.dead_letters));
+            sampled.metrics.set_mailbox_depth(status.mailbox_depth);
+            if let Some(pool) = &sampled.pool {
+                pool.set_size(status.workers as usize);
+            }
+            sampled.handled = sampled.handled.max(status.handled);
+            sampled.restarts = sampled.restarts.max(status.restarts);
+            sampled.dead_letters = sampled.dead_letters.max(status.dead_letters);
+        }
+    }
+}
+
+/// A running exporter: sampler task plus HTTP server.
+#[derive(Debug)]
+pub struct RuntimeExporter {
+    server: MetricsServer,
+    sink: MetricsSink,
+    sample_now: Arc<Notify>,
+    sampled: Arc<Notify>,
+    sampler: JoinHandle<()>,
+}
+
+impl RuntimeExporter {
+    /// Starts sampling `rt` every `period` and serving the metrics per `config`.
+    pub async fn start(
+        rt: &Runtime,
+        config: ExporterConfig,
+        period: Duration,
+    ) -> Result<Self, TelemetryError> {
+        let mut registry = Registry::default();
+        let sink = MetricsSink::register(&mut registry);
+        let server = MetricsServer::bind(config, Arc::new(registry)).await?;
+        let (sample_now, sampled) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let sampler = tokio::spawn(sample_loop(
+            rt.observer(),
+            RuntimeSampler::new(sink.clone()),
+            period,
+            Arc::clone(&sample_now),
+            Arc::clone(&sampled),
+        ));
+        Ok(RuntimeExporter {
+            server,
+            sink,
+            sample_now,
+            sampled,
+            sampler,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The metrics sink, for subsystems that feed event-based metrics (telemetry events).
+    pub fn sink(&self) -> &MetricsSink {
+        &self.sink
+    }
+
+    /// Samples at once and waits until that round is applied.
+    pub async fn sample_now(&self) {
+        let applied = self.sampled.notified();
+        tokio::pin!(applied);
+        applied.as_mut().enable();
+        self.sample_now.notify_one();
+        applied.await;
+    }
+
+    /// Stops the sampler and the server.
+    pub async fn shutdown(self) -> Result<(), TelemetryError> {
+        self.sampler.abort();
+        self.server.shutdown().await
+    }
+}
+
+async fn sample_loop(
+    observer: RuntimeObserver,
+    mut sampler: RuntimeSampler,
+    period: Duration,
+    sample_now: Arc<Notify>,
+    sampled: Arc<Notify>,
+) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = sample_now.notified() => {}
+        }
+        sampler.apply(&observer.statuses());
+        sampled.notify_waiters();
+    }
+}
