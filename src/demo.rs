@@ -16,6 +16,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
+use crate::actors::telemetry::{ExporterConfig, RuntimeExporter};
 use crate::prelude::*;
 
 /// Settings of the demo pipeline.
@@ -29,6 +30,8 @@ pub struct DemoConfig {
     pub batch_bytes: usize,
     /// Scale the pool to this size half-way through.
     pub scale_to: Option<u32>,
+    /// Serve Prometheus metrics here while the pipeline runs.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for DemoConfig {
@@ -38,6 +41,7 @@ impl Default for DemoConfig {
             workers: 2,
             batch_bytes: 4096,
             scale_to: None,
+            metrics_addr: None,
         }
     }
 }
@@ -201,6 +205,20 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
             scratch: Vec::new(),
         })
         .await?;
+    let exporter = match config.metrics_addr {
+        Some(addr) => {
+            let exporter_config = ExporterConfig {
+                addr,
+                ..ExporterConfig::default()
+            };
+            let exporter = RuntimeExporter::start(&rt, exporter_config, Duration::from_millis(500))
+                .await
+                .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
+            tracing::info!(addr = %exporter.local_addr(), "serving /metrics");
+            Some(exporter)
+        }
+        None => None,
+    };
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
@@ -238,6 +256,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
     }
     let dead_letters = rt.dead_letters().count();
+    if let Some(exporter) = exporter {
+        let _ = exporter.shutdown().await;
+    }
     rt.shutdown().await;
     Ok(DemoReport {
         sent,

@@ -19,6 +19,7 @@ use kameo::{
     error::ActorStopReason,
     message::{Context as KameoContext, Message},
 };
+use tracing::Instrument;
 use vortex_messages::{ActorState, Control, ControlError, ControlReply};
 
 use crate::{
@@ -237,7 +238,9 @@ impl<A: Actor> Message<Drain> for Cell<A> {
             // Stay "scheduled": producers will not wake a paused cell; Resume does.
             return Ok(());
         }
-        match self.run_batch().await {
+        let span =
+            tracing::trace_span!("vortex.handle", actor = %self.shared.name, worker = self.worker);
+        match self.run_batch().instrument(span).await {
             Batch::Failed(reason) => {
                 self.exit = Some(Exit::Failed(reason.clone()));
                 Err(CellFailure(reason))
@@ -285,7 +288,13 @@ impl<A: Actor> Message<ControlCommand> for Cell<A> {
         ControlCommand(command): ControlCommand,
         _: &mut KameoContext<Self, Self::Reply>,
     ) -> Self::Reply {
-        tracing::debug!(target: "vortex.control", actor = %self.shared.name, command = command.name(), "control");
+        let span = tracing::info_span!("vortex.control", actor = %self.shared.name, command = command.name());
+        self.control(command).instrument(span).await
+    }
+}
+
+impl<A: Actor> Cell<A> {
+    async fn control(&mut self, command: Control) -> Result<ControlReply, ControlError> {
         if let Some(reply) = self.actor.on_control(&command, &mut self.ctx).await {
             return reply;
         }

@@ -17,6 +17,9 @@ use vortex::demo::{self, DemoConfig};
     about = "Nexa Vortex actor runtime for ML pipelines"
 )]
 struct Cli {
+    /// Log as JSON lines (to stderr). The filter comes from `RUST_LOG` (default `info`).
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,23 +40,30 @@ enum Command {
         /// Scale the pool to this many workers half-way through (live, no loss).
         #[arg(long)]
         scale_to: Option<u32>,
+        /// Serve Prometheus metrics (`/metrics`, `/healthz`) here while running,
+        /// e.g. 127.0.0.1:9464.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    vortex::actors::telemetry::init_tracing(cli.log_json).context("installing tracing")?;
     match cli.command {
         Command::Run {
             seconds,
             workers,
             batch_bytes,
             scale_to,
+            metrics_addr,
         } => {
             let config = DemoConfig {
                 duration: Duration::from_secs_f64(seconds.max(0.0)),
                 workers,
                 batch_bytes,
                 scale_to,
+                metrics_addr,
             };
             let tokio = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

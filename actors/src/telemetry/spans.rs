@@ -89,10 +89,16 @@ pub fn init_tracing(json: bool) -> Result<(), TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
     };
     installed.map_err(|error| TelemetryError::TracingInit(error.to_string()))
 }

@@ -263,15 +263,20 @@ impl SupervisorCell {
             self.slots[member].child.set_state(ActorState::Restarting);
             self.pending.insert(self.slots[member].id);
         }
-        tracing::warn!(
-            target: "vortex.restart",
+        tracing::info_span!(
+            "vortex.restart",
             supervisor = %self.plan.name,
-            child = %self.slots[index].child.name(),
-            reason = ?exit,
-            delay_ms = delay.as_millis() as u64,
-            restarting = set.len(),
-            "restarting after failure"
-        );
+            child = %self.slots[index].child.name()
+        )
+        .in_scope(|| {
+            tracing::warn!(
+                target: "vortex.restart",
+                reason = ?exit,
+                delay_ms = delay.as_millis() as u64,
+                restarting = set.len(),
+                "restarting after failure"
+            )
+        });
         self.restart_token += 1;
         let _ = self
             .this
@@ -286,7 +291,8 @@ impl SupervisorCell {
             "restart intensity exceeded ({} restarts within {:?}); last failure: {exit:?}",
             self.plan.intensity.max_restarts, self.plan.intensity.within
         );
-        tracing::error!(target: "vortex.restart", supervisor = %self.plan.name, %reason, "escalating");
+        tracing::info_span!("vortex.escalate", supervisor = %self.plan.name)
+            .in_scope(|| tracing::error!(target: "vortex.restart", %reason, "escalating"));
         self.plan.status.escalations.fetch_add(1, SeqCst);
         self.pending.clear();
         self.halt_all().await;
