@@ -7,7 +7,13 @@
 //!
 //! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
 //!   store.
+//! - [`preprocessor`]: the CPU preprocessor pool: transforms on resource groups, pooled
+//!   buffers, back-pressure to the next stage.
+//! - [`scheduler`]: the timer core on mesocarp's hierarchical timing wheel and the
+//!   scheduler actor (`send_after`, `send_interval`, cancel).
 //! - [`telemetry`]: typed event fan-out, Prometheus exposition over HTTP, tracing spans.
 
 pub mod journal;
+pub mod preprocessor;
+pub mod scheduler;
 pub mod telemetry;

@@ -9,9 +9,10 @@
 //!
 //! [`BufferPool::get`] hands out an empty buffer; [`BufferPool::get_for_overwrite`] one of a
 //! given length with unspecified contents, which spares a transform that overwrites every
-//! byte a zero-fill pass. Buffers come back two ways: a [`PooledBuffer`] returns itself when dropped, and a plain
-//! `Vec<u8>` (say, a prepared batch's data after the launcher copied it) comes back with
-//! [`BufferPool::put`]. [`PooledBuffer::into_vec`] detaches a buffer from the pool.
+//! byte a zero-fill pass. Buffers come back two ways: a [`PooledBuffer`] returns itself
+//! when dropped, and a plain `Vec<u8>` (say, a prepared batch's data after the launcher
+//! copied it) comes back with [`BufferPool::put`]. [`PooledBuffer::into_vec`] detaches a
+//! buffer from the pool.
 //!
 //! The pool is bounded: a put that would raise the idle bytes above
 //! [`BufferPoolConfig::max_pooled_bytes`] drops the buffer and counts it, and

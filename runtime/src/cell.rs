@@ -37,6 +37,9 @@ pub(crate) struct Drain;
 /// Control-lane message: a control command.
 pub(crate) struct ControlCommand(pub(crate) Control);
 
+/// Control-lane message: fail now, as if a handler had failed (fault injection).
+pub(crate) struct InjectFailure(pub(crate) String);
+
 /// Why a cell failed, as kameo sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct CellFailure(pub(crate) String);
@@ -277,6 +280,20 @@ impl<A: Actor> Message<Drain> for Cell<A> {
                 Ok(())
             }
         }
+    }
+}
+
+impl<A: Actor> Message<InjectFailure> for Cell<A> {
+    type Reply = Result<(), CellFailure>;
+
+    async fn handle(
+        &mut self,
+        InjectFailure(reason): InjectFailure,
+        _: &mut KameoContext<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let reason = format!("injected failure: {reason}");
+        self.exit = Some(Exit::Failed(reason.clone()));
+        Err(CellFailure(reason))
     }
 }
 

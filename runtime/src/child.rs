@@ -15,7 +15,7 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 
 use crate::{
     actor::Actor,
-    cell::{Cell, CellArgs, ControlCommand, Drain},
+    cell::{Cell, CellArgs, ControlCommand, Drain, InjectFailure},
     dead_letter::DeadLetterReason,
     shared::Shared,
     supervisor::{ChildExited, SupervisorCell},
@@ -112,6 +112,27 @@ impl<A: Actor> ActorChild<A> {
             }
         }
         self.shared.default_control(&command)
+    }
+
+    /// Makes the running incarnation fail (its supervisor then applies its policy).
+    pub(crate) async fn inject_failure(&self, reason: String) -> Result<(), ControlError> {
+        let Some(cell) = self.current_cell() else {
+            return Err(ControlError::NotRunning {
+                actor: self.shared.name.to_string(),
+                command: "inject-failure".into(),
+                state: self.shared.state(),
+            });
+        };
+        // A tell, not an ask: kameo hands an ask's handler error back to the asker, while a
+        // tell's handler error fails the actor, which is the point here.
+        cell.tell(InjectFailure(reason))
+            .send()
+            .await
+            .map_err(|_| ControlError::NotRunning {
+                actor: self.shared.name.to_string(),
+                command: "inject-failure".into(),
+                state: self.shared.state(),
+            })
     }
 
     pub(crate) fn status(&self) -> StatusReport {

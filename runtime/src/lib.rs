@@ -16,6 +16,9 @@
 //! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`.
 //! - [`checkpoint`]: [`CheckpointSink`], where checkpoints are persisted.
 //! - [`dead_letter`]: the dead-letter sink.
+//! - [`resource_group`]: isolated, optionally core-pinned rayon pools for CPU-heavy work
+//!   ([`ResourceGroup`], [`ResourceGroups`]); errors in [`resource_error`].
+//! - [`buffer_pool`]: size-bucketed reuse of byte buffers ([`BufferPool`]).
 //! - [`error`]: send, ask and runtime errors.
 //!
 //! # Example
@@ -52,6 +55,7 @@
 
 pub mod actor;
 pub mod addr;
+pub mod buffer_pool;
 mod cell;
 pub mod checkpoint;
 mod child;
@@ -59,6 +63,8 @@ pub mod dead_letter;
 pub mod error;
 mod mailbox;
 mod registry;
+pub mod resource_error;
+pub mod resource_group;
 pub mod runtime;
 mod shared;
 pub mod spec;
@@ -66,10 +72,13 @@ pub mod supervisor;
 
 pub use actor::{Actor, ActorError, Context};
 pub use addr::{Addr, Reply};
+pub use buffer_pool::{BufferPool, BufferPoolConfig, BufferPoolStats, PooledBuffer};
 pub use checkpoint::CheckpointSink;
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
 pub use error::{AskError, RuntimeError, SendError, TrySendError};
 pub use registry::ActorInfo;
+pub use resource_error::ResourceError;
+pub use resource_group::{ResourceGroup, ResourceGroups};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, RuntimeObserver, ShutdownReport};
 pub use spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec};
 pub use supervisor::{Backoff, Intensity, Restart, Strategy};

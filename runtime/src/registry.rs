@@ -41,6 +41,17 @@ pub(crate) trait Target: Send + Sync {
     fn collect_undelivered(&self) -> usize {
         0
     }
+    /// Fault injection: fail the running incarnation (single actors only).
+    fn inject_failure(&self, _reason: String) -> BoxFuture<'_, Result<(), ControlError>> {
+        let status = self.status();
+        Box::pin(async move {
+            Err(ControlError::Unsupported {
+                actor: status.name,
+                command: "inject-failure".into(),
+                reason: "only single actors take injected failures".into(),
+            })
+        })
+    }
     /// The typed shared state, for `Runtime::lookup`.
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         None
@@ -62,6 +73,9 @@ impl<A: Actor> Target for ActorChild<A> {
     }
     fn collect_undelivered(&self) -> usize {
         ActorChild::collect_undelivered(self)
+    }
+    fn inject_failure(&self, reason: String) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(ActorChild::inject_failure(self, reason))
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))

@@ -391,10 +391,11 @@ fn panicked(group: &str, payload: &(dyn Any + Send)) -> ResourceError {
     }
 }
 
-/// The runtime's resource groups by name.
+/// Resource groups by name, so that a topology can refer to a group by its name.
 ///
-/// The runtime builder owns it and fills it with `&mut self` calls; once the runtime
-/// runs, groups are shared as `Arc<ResourceGroup>` and the registry no longer changes.
+/// The owner (a program's set-up code) fills it with `&mut self` calls; once the
+/// pipeline runs, groups are shared as `Arc<ResourceGroup>` and the registry no longer
+/// changes.
 #[derive(Debug, Default)]
 pub struct ResourceGroups {
     groups: BTreeMap<String, Arc<ResourceGroup>>,

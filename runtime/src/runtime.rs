@@ -394,6 +394,18 @@ impl Runtime {
         }
     }
 
+    /// Fault injection: makes the named actor's current incarnation fail, exactly as if a
+    /// handler had returned an error (no message is lost; its supervisor applies its
+    /// restart policy, intensity and back-off). For chaos tests and drills.
+    pub async fn inject_failure(&self, name: &str, reason: &str) -> Result<(), ControlError> {
+        let target = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
+        target.inject_failure(reason.to_owned()).await
+    }
+
     /// Every registered name with its kind and state, sorted by name.
     pub fn actors(&self) -> Vec<ActorInfo> {
         self.inner
@@ -457,8 +469,8 @@ impl Runtime {
     }
 }
 
-/// Reads a runtime's statuses from anywhere (clone it into a task). It keeps the
-/// registry alive, not the actors: after shutdown it reports them stopped.
+/// Reads a runtime's statuses and sends control commands by name from anywhere (clone it
+/// into a task or a timer). It keeps the registry alive, not the actors.
 #[derive(Clone)]
 pub struct RuntimeObserver {
     inner: Arc<RuntimeInner>,
@@ -482,6 +494,20 @@ impl RuntimeObserver {
             .into_iter()
             .map(|(_, target)| target.status())
             .collect()
+    }
+
+    /// Sends a control command by name (see [`Runtime::control`]).
+    pub async fn control(
+        &self,
+        name: &str,
+        command: Control,
+    ) -> Result<ControlReply, ControlError> {
+        let target = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
+        target.control(command).await
     }
 
     /// Dead letters recorded so far.
