@@ -147,17 +147,20 @@ async fn stop_is_graceful_and_closes_the_mailbox() {
         ControlReply::Stopping
     );
     assert!(matches!(sink.try_tell(99), Err(TrySendError::Closed(99))));
-    support::wait_until("stopped", Duration::from_secs(5), || {
-        rt.actors()
-            .iter()
-            .any(|info| info.name == "stopper" && info.state == ActorState::Stopped)
+    // Stopped for good: the name is released (and can be reused).
+    support::wait_until("stopped and forgotten", Duration::from_secs(5), || {
+        rt.status("stopper") == Err(ControlError::UnknownActor("stopper".into()))
     })
     .await;
+    assert!(rt.actors().iter().all(|info| info.name != "stopper"));
     assert_eq!(
         sum.load(SeqCst),
         45,
         "queued messages are handled before stopping"
     );
+    let again = Arc::new(AtomicU64::new(0));
+    let a = again.clone();
+    rt.spawn("stopper", move || Sink(a.clone())).await.unwrap();
     assert_eq!(rt.shutdown().await.total_undelivered(), 0);
 }
 

@@ -217,6 +217,7 @@ async fn restart_policies_decide_after_errors_and_normal_exits() {
         (2, 2, 1)
     );
     // A normal exit (Context::stop): only the permanent child comes back.
+    let trans = rt.lookup::<Worker>("trans").unwrap();
     for name in ["perm", "trans"] {
         rt.lookup::<Worker>(name)
             .unwrap()
@@ -224,15 +225,22 @@ async fn restart_policies_decide_after_errors_and_normal_exits() {
             .await
             .unwrap();
     }
-    support::wait_until("trans stopped", Duration::from_secs(5), || {
-        rt.actors()
-            .iter()
-            .any(|i| i.name == "trans" && i.state == ActorState::Stopped)
-    })
+    support::wait_until(
+        "trans stopped and forgotten",
+        Duration::from_secs(5),
+        || rt.status("trans").is_err(),
+    )
     .await;
     wait_starts(&starts, 6).await;
     assert_eq!((count(&starts, "perm"), count(&starts, "trans")), (3, 2));
-    assert!(rt.lookup::<Worker>("trans").unwrap().is_closed());
+    assert!(
+        trans.is_closed(),
+        "a child that ends for good refuses messages"
+    );
+    assert!(
+        rt.lookup::<Worker>("trans").is_err(),
+        "its name is released"
+    );
     rt.shutdown().await;
 }
 

@@ -267,14 +267,15 @@ impl<A: Actor> Message<Drain> for Cell<A> {
                 if self.shared.is_stopping() && self.shared.mailbox.is_empty() {
                     self.shared.set_state(ActorState::Stopped);
                     self.stop_with(Exit::Stopped, ctx);
-                } else if self.shared.is_stopping() {
-                    self.redrain();
-                } else if self
-                    .shared
-                    .mailbox
-                    .dispatch
-                    .went_idle(self.worker, || !self.shared.mailbox.is_empty())
+                } else if self.shared.is_stopping()
+                    || self
+                        .shared
+                        .mailbox
+                        .dispatch
+                        .went_idle(self.worker, || !self.shared.mailbox.is_empty())
                 {
+                    // Stopping: keep draining until empty. Idle: a message raced the
+                    // transition and this cell re-claimed the work.
                     self.redrain();
                 }
                 Ok(())

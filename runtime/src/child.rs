@@ -5,7 +5,7 @@ use std::{
     any::Any,
     sync::{
         atomic::{AtomicBool, Ordering::SeqCst},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, PoisonError, Weak,
     },
 };
 
@@ -17,6 +17,7 @@ use crate::{
     actor::Actor,
     cell::{Cell, CellArgs, ControlCommand, Drain, InjectFailure},
     dead_letter::DeadLetterReason,
+    registry::Registry,
     shared::Shared,
     supervisor::{ChildExited, SupervisorCell},
 };
@@ -74,13 +75,20 @@ pub(crate) trait Child: Send + Sync + 'static {
     fn retire(&self);
     /// Kills the running incarnation at once (the runtime was dropped without shutdown).
     fn kill(&self);
+    /// It stopped for good and its supervisor forgot it: release its name.
+    fn forget(&self) {}
 }
+
+/// The running incarnation: its kameo cell and its halt flag.
+type Incarnation<A> = (ActorRef<Cell<A>>, Arc<AtomicBool>);
 
 /// One worker slot of an actor: the single cell of an actor, or worker `i` of a pool.
 pub(crate) struct ActorChild<A: Actor> {
     pub(crate) shared: Arc<Shared<A>>,
     worker: usize,
-    current: Mutex<Option<(ActorRef<Cell<A>>, Arc<AtomicBool>)>>,
+    current: Mutex<Option<Incarnation<A>>>,
+    /// Set for single actors: where to remove the name once it stopped for good.
+    registry: Option<Weak<Registry>>,
 }
 
 impl<A: Actor> ActorChild<A> {
@@ -89,6 +97,15 @@ impl<A: Actor> ActorChild<A> {
             shared,
             worker,
             current: Mutex::new(None),
+            registry: None,
+        }
+    }
+
+    /// A single actor, whose name leaves `registry` once it stopped for good.
+    pub(crate) fn registered(shared: Arc<Shared<A>>, registry: Weak<Registry>) -> Self {
+        ActorChild {
+            registry: Some(registry),
+            ..ActorChild::new(shared, 0)
         }
     }
 
@@ -200,6 +217,12 @@ impl<A: Actor> Child for ActorChild<A> {
     fn kill(&self) {
         if let Some(cell) = self.current_cell() {
             cell.kill();
+        }
+    }
+
+    fn forget(&self) {
+        if let Some(registry) = self.registry.as_ref().and_then(Weak::upgrade) {
+            registry.remove(std::slice::from_ref(&self.shared.name));
         }
     }
 }

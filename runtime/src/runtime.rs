@@ -186,7 +186,7 @@ impl RuntimeBuilder {
             dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
             config,
             checkpoints: self.checkpoints,
-            registry: Registry::default(),
+            registry: Arc::new(Registry::default()),
             root,
             root_cell,
             handle,
@@ -205,7 +205,7 @@ const SHUT_DOWN: u8 = 2;
 
 pub(crate) struct RuntimeInner {
     pub(crate) config: RuntimeConfig,
-    pub(crate) registry: Registry,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
     root: Arc<SupervisorChild>,

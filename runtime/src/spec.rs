@@ -248,7 +248,7 @@ impl<A: Actor> Instantiate for ActorSpec<A> {
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.name())?;
         let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let child = Arc::new(ActorChild::new(shared, 0));
+        let child = Arc::new(ActorChild::registered(shared, Arc::downgrade(&rt.registry)));
         reservation.add(Arc::clone(&child.shared.name), child.clone())?;
         Ok((child, restart))
     }

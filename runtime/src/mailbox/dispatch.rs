@@ -25,6 +25,9 @@ pub(crate) trait Wake: Send + Sync {
 }
 
 /// The wake-up strategy of a mailbox.
+// One per mailbox, never moved after creation: boxing the pool variant would only add an
+// indirection, so the size difference between the variants is accepted.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Dispatch {
     /// One consumer, one flag.
     Single {

@@ -27,6 +27,9 @@ use crate::child::{Child, Exit, ExitReport};
 use policy::{restart_set, wants_restart, RestartBudget, Verdict};
 pub use policy::{Backoff, Intensity, Restart, Strategy};
 
+/// A supervisor's children in start order, with their restart policies.
+pub(crate) type ChildList = Arc<Mutex<Vec<(Arc<dyn Child>, Restart)>>>;
+
 /// Builds worker `index` of a pool (used by `Scale`).
 pub(crate) type WorkerMaker = Arc<dyn Fn(usize) -> Arc<dyn Child> + Send + Sync>;
 
@@ -70,7 +73,7 @@ pub(crate) struct SupervisorPlan {
     pub(crate) strategy: Strategy,
     pub(crate) intensity: Intensity,
     pub(crate) backoff: Backoff,
-    pub(crate) children: Arc<Mutex<Vec<(Arc<dyn Child>, Restart)>>>,
+    pub(crate) children: ChildList,
     pub(crate) worker_maker: Option<WorkerMaker>,
     pub(crate) max_workers: u32,
     pub(crate) status: Arc<SupervisorStatus>,
@@ -241,6 +244,15 @@ impl SupervisorCell {
             };
             slot.child.set_state(state);
             slot.child.retire();
+            if !matches!(exit, Exit::Failed(_)) {
+                // Stopped for good: forget it, so its memory and its name are released
+                // (a failed child stays listed as `Failed` for operators to see).
+                let slot = self.slots.remove(index);
+                self.children_list()
+                    .retain(|(child, _)| !Arc::ptr_eq(child, &slot.child));
+                self.plan.status.children.fetch_sub(1, SeqCst);
+                slot.child.forget();
+            }
             return;
         }
         match self.budget.record(Instant::now()) {
@@ -278,12 +290,14 @@ impl SupervisorCell {
             )
         });
         self.restart_token += 1;
-        let _ = self
-            .this
-            .tell(RestartDue {
-                token: self.restart_token,
-            })
-            .send_after(delay);
+        // The timer task is detached on purpose: a stale token makes it a no-op.
+        drop(
+            self.this
+                .tell(RestartDue {
+                    token: self.restart_token,
+                })
+                .send_after(delay),
+        );
     }
 
     async fn escalate(&mut self, exit: &Exit, ctx: &mut KameoContext<Self, ()>) {
