@@ -8,6 +8,8 @@
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
 //!   `Status`, `Stop`), their replies and their errors.
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
+//! - [`pipeline`]: batches of the preprocessing pipeline (`RawBatch`, `PreparedBatch`).
+//! - [`resource`]: status data of resource groups and the buffer pool.
 //! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
 //!
@@ -24,6 +26,8 @@
 
 pub mod control;
 pub mod journal;
+pub mod pipeline;
+pub mod resource;
 pub mod telemetry;
 pub mod wire;
 

@@ -18,6 +18,18 @@
 //! [`BufferPoolConfig::max_pooled_bytes`] drops the buffer and counts it, and
 //! [`BufferPool::trim_idle`] frees buffers that stayed idle for too long, so the pool
 //! shrinks again after a burst.
+//!
+//! ```
+//! use vortex_runtime::buffer_pool::BufferPool;
+//!
+//! let pool = BufferPool::default();
+//! let mut output = pool.get_for_overwrite(4096);
+//! output.fill(7);
+//! let address = output.as_ptr();
+//! drop(output); // back to the pool
+//! assert_eq!(pool.get_for_overwrite(4096).as_ptr(), address);
+//! assert_eq!((pool.stats().hits, pool.stats().misses), (1, 1));
+//! ```
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

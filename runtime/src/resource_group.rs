@@ -13,6 +13,15 @@
 //! The [`rayon`] crate is re-exported: nested parallel work stays on the group only when
 //! it uses the same rayon as the group's pool (a different major version has its own,
 //! global pool), so use `vortex_runtime::resource_group::rayon` inside tasks.
+//!
+//! ```
+//! use vortex_runtime::resource_group::{rayon::prelude::*, ResourceGroup};
+//!
+//! let group = ResourceGroup::new("decode", 2, None)?;
+//! let total: u64 = group.run(|| (0..1_000_u64).into_par_iter().sum())?;
+//! assert_eq!((total, group.completed_tasks()), (499_500, 1));
+//! # Ok::<(), vortex_runtime::ResourceError>(())
+//! ```
 
 use std::any::Any;
 use std::collections::BTreeMap;

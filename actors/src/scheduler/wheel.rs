@@ -130,7 +130,7 @@ mod tests {
                 assert_eq!(wheel.earliest(|_| true), reference.earliest(|_| true));
                 let odd = |entry: &Entry| entry.index % 2 == 1;
                 assert_eq!(wheel.earliest(odd), reference.earliest(odd));
-                if next_random(&mut random) % 50 == 0 {
+                if next_random(&mut random).is_multiple_of(50) {
                     wheel.retain(odd);
                     reference.retain(odd);
                 }
