@@ -1,5 +1,6 @@
-//! The built-in single-node demo pipeline that `vortex run` starts: a source feeding a
-//! pool of transform workers feeding a sink, all custom actors on the actor core.
+//! The built-in single-node pipeline that `vortex run` starts: a source feeding the CPU
+//! preprocessor (a pool of workers normalising images on a pinned resource group) feeding
+//! a sink that stands in for the GPU launcher.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -16,8 +17,14 @@
 
 use std::{fmt::Write as _, time::Duration};
 
+use std::sync::Arc;
+
+use vortex_messages::pipeline::{BatchKind, PreparedBatch, RawBatch};
+
+use crate::actors::preprocessor::{now_micros, NormalizeImages, Preprocessor, PreprocessorConfig};
 use crate::actors::telemetry::{ExporterConfig, RuntimeExporter};
 use crate::prelude::*;
+use crate::runtime::buffer_pool::BufferPool;
 
 /// Settings of the demo pipeline.
 #[derive(Debug, Clone)]
@@ -46,59 +53,26 @@ impl Default for DemoConfig {
     }
 }
 
-/// A raw batch: an id and its bytes.
-pub struct RawBatch {
-    id: u64,
-    bytes: Vec<u8>,
+/// Sink messages: prepared batches, and a request for the totals.
+pub enum SinkMessage {
+    /// One prepared (normalised, f32) batch from the preprocessor.
+    Batch(PreparedBatch),
+    /// Totals so far: (batches, bytes, distinct ids).
+    Totals(Reply<(u64, u64, u64)>),
 }
 
-/// What a transform worker produces: the batch id and a checksum of the normalised data.
-pub struct Prepared {
-    id: u64,
-    checksum: f64,
-    bytes: usize,
-}
-
-/// Transform worker: normalises bytes to f32 in [0, 1] and forwards a checksum.
-struct Transform {
-    sink: Addr<Sink>,
-    scratch: Vec<f32>,
-}
-
-impl Actor for Transform {
-    type Message = RawBatch;
-    async fn handle(&mut self, batch: RawBatch, _: &mut Context<Self>) -> Result<(), ActorError> {
-        self.scratch.clear();
-        self.scratch
-            .extend(batch.bytes.iter().map(|&b| f32::from(b) / 255.0));
-        let checksum = self.scratch.iter().map(|&x| f64::from(x)).sum();
-        let prepared = Prepared {
-            id: batch.id,
-            checksum,
-            bytes: batch.bytes.len(),
-        };
-        self.sink
-            .tell(SinkMessage::Batch(prepared))
-            .await
-            .map_err(|_| "sink closed")?;
-        Ok(())
+impl From<PreparedBatch> for SinkMessage {
+    fn from(batch: PreparedBatch) -> Self {
+        SinkMessage::Batch(batch)
     }
 }
 
-/// Sink messages: prepared batches, and a request for the totals.
-pub enum SinkMessage {
-    /// One prepared batch.
-    Batch(Prepared),
-    /// Totals so far: (batches, bytes, checksum, distinct ids).
-    Totals(Reply<(u64, u64, f64, u64)>),
-}
-
-/// Sink: counts batches and bytes, and checks that no id arrives twice.
+/// Sink: stands in for the GPU launcher; counts batches and bytes and checks that no id
+/// arrives twice.
 #[derive(Default)]
 struct Sink {
     batches: u64,
     bytes: u64,
-    checksum: f64,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -112,16 +86,12 @@ impl Actor for Sink {
         match message {
             SinkMessage::Batch(batch) => {
                 self.batches += 1;
-                self.bytes += batch.bytes as u64;
-                self.checksum += batch.checksum;
+                self.bytes += batch.data.len() as u64;
                 self.seen.insert(batch.id);
             }
-            SinkMessage::Totals(reply) => reply.send((
-                self.batches,
-                self.bytes,
-                self.checksum,
-                self.seen.len() as u64,
-            )),
+            SinkMessage::Totals(reply) => {
+                reply.send((self.batches, self.bytes, self.seen.len() as u64))
+            }
         }
         Ok(())
     }
@@ -142,6 +112,8 @@ pub struct DemoReport {
     pub fed_for: Duration,
     /// Every actor's status at the end.
     pub statuses: Vec<StatusReport>,
+    /// Every resource group's status at the end.
+    pub groups: Vec<vortex_messages::resource::ResourceGroupStatus>,
     /// Dead letters in the runtime.
     pub dead_letters: u64,
 }
@@ -158,7 +130,7 @@ impl DemoReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Nexa Vortex demo pipeline: source -> transform pool -> sink"
+            "Nexa Vortex demo pipeline: source -> preprocessor pool (resource group `cpu`) -> sink"
         );
         let _ = writeln!(
             out,
@@ -189,22 +161,45 @@ impl DemoReport {
                 status.dead_letters
             );
         }
+        for group in &self.groups {
+            let _ = writeln!(
+                out,
+                "resource group {}: {} threads, cores {:?}, {} tasks done, {} panicked, {} active",
+                group.name,
+                group.threads,
+                group.cores,
+                group.completed,
+                group.panicked,
+                group.active_tasks
+            );
+        }
         let _ = write!(out, "dead letters: {}", self.dead_letters);
         out
     }
 }
 
 /// Runs the demo pipeline on the current tokio runtime and reports what it did.
+///
+/// The source sends raw RGB image batches (u8) to a [`Preprocessor`] pool that normalises
+/// them to f32 on the resource group `cpu` (one thread per core, pinned), with pooled
+/// output buffers, and forwards them to the sink with back-pressure.
 pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
-    let rt = Runtime::builder().build()?;
+    let cores = core_ids();
+    let rt = Runtime::builder()
+        .resource_group("cpu", cores.len().max(1), Some(cores))
+        .build()?;
     let sink = rt.spawn("sink", Sink::default).await?;
-    let transform_sink = sink.clone();
-    let pool = rt
-        .spawn_pool("transform", config.workers.max(1), move || Transform {
-            sink: transform_sink.clone(),
-            scratch: Vec::new(),
-        })
-        .await?;
+    let transform = NormalizeImages::imagenet();
+    let preprocessor_config = PreprocessorConfig::new(
+        "preprocess",
+        rt.resource_group("cpu")?,
+        Arc::new(transform),
+        BufferPool::default(),
+    )
+    .workers(config.workers.max(1));
+    let preprocessor = Preprocessor::spawn(&rt, preprocessor_config, sink.clone())
+        .await
+        .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
     let exporter = match config.metrics_addr {
         Some(addr) => {
             let exporter_config = ExporterConfig {
@@ -219,26 +214,38 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
         None => None,
     };
+    let side = image_side(config.batch_bytes);
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
     while start.elapsed() < config.duration {
-        let bytes = vec![(sent % 251) as u8; config.batch_bytes];
-        if pool.tell(RawBatch { id: sent, bytes }).await.is_err() {
+        let batch = RawBatch {
+            id: sent,
+            kind: BatchKind::Images {
+                width: side,
+                height: side,
+                channels: 3,
+            },
+            items: 1,
+            data: vec![(sent % 251) as u8; (side * side * 3) as usize],
+            created_at_micros: now_micros(),
+        };
+        if preprocessor.submit(batch).await.is_err() {
             break;
         }
         sent += 1;
         if !scaled && start.elapsed() >= config.duration / 2 {
             scaled = true;
             if let Some(n) = config.scale_to {
-                rt.control("transform", Control::Scale { n }).await?;
+                rt.control(preprocessor.name(), Control::Scale { n })
+                    .await?;
             }
         }
     }
     let fed_for = start.elapsed();
     // Wait (bounded) until every batch went through both stages.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut totals = (0, 0, 0.0, 0);
+    let mut totals = (0, 0, 0);
     while tokio::time::Instant::now() < deadline {
         totals = sink
             .ask(SinkMessage::Totals)
@@ -256,6 +263,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
     }
     let dead_letters = rt.dead_letters().count();
+    let groups = rt.resource_groups();
     if let Some(exporter) = exporter {
         let _ = exporter.shutdown().await;
     }
@@ -263,10 +271,27 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     Ok(DemoReport {
         sent,
         received: totals.0,
-        distinct: totals.3,
+        distinct: totals.2,
         bytes: totals.1,
         fed_for,
         statuses,
+        groups,
         dead_letters,
     })
+}
+
+/// The side of a square RGB image of about `bytes` bytes (at least 1 pixel).
+fn image_side(bytes: usize) -> u32 {
+    (((bytes / 3) as f64).sqrt() as u32).max(1)
+}
+
+/// The cores this process may run on (empty when they cannot be read).
+fn core_ids() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect();
+    ids.sort_unstable();
+    ids
 }

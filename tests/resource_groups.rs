@@ -241,3 +241,45 @@ fn registry_rejects_duplicates_and_reports_status() {
     assert!(groups.remove("decode").is_some());
     assert_eq!(groups.len(), 1);
 }
+
+#[tokio::test]
+async fn groups_are_declared_on_the_runtime_builder_and_reported() {
+    use vortex::prelude::*;
+    let rt = Runtime::builder()
+        .resource_group("decode", 2, None)
+        .resource_group("pinned", 1, Some(vec![0]))
+        .build()
+        .unwrap();
+    let decode = rt.resource_group("decode").unwrap();
+    let name = decode
+        .run_async(|| std::thread::current().name().map(str::to_owned))
+        .await
+        .unwrap();
+    assert!(name.unwrap().starts_with("decode-"));
+    let statuses = rt.resource_groups();
+    let names: Vec<_> = statuses
+        .iter()
+        .map(|s| (s.name.clone(), s.threads, s.cores.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("decode".to_string(), 2, None),
+            ("pinned".to_string(), 1, Some(vec![0]))
+        ]
+    );
+    assert_eq!(statuses[0].completed, 1);
+    assert!(matches!(
+        rt.resource_group("nope"),
+        Err(RuntimeError::UnknownResourceGroup(_))
+    ));
+    let bad = Runtime::builder()
+        .resource_group("bad", 1, Some(vec![9999]))
+        .build();
+    assert!(
+        matches!(bad, Err(RuntimeError::InvalidConfig(ref text)) if text.contains("9999")),
+        "{:?}",
+        bad.err()
+    );
+    rt.shutdown().await;
+}

@@ -117,6 +117,9 @@ pub enum RuntimeError {
         /// What `on_start` returned or the panic message.
         reason: String,
     },
+    /// No resource group with this name was declared.
+    #[error("unknown resource group `{0}`")]
+    UnknownResourceGroup(String),
     /// The runtime is shutting down or was shut down.
     #[error("the runtime is shut down")]
     ShutDown,

@@ -13,7 +13,9 @@ use std::{
 
 use kameo::actor::ActorRef;
 use tokio::runtime::Handle;
-use vortex_messages::{Control, ControlError, ControlReply, StatusReport};
+use vortex_messages::{
+    resource::ResourceGroupStatus, Control, ControlError, ControlReply, StatusReport,
+};
 
 use crate::{
     actor::Actor,
@@ -22,6 +24,7 @@ use crate::{
     dead_letter::DeadLetters,
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
+    resource_group::{ResourceGroup, ResourceGroups},
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec},
     supervisor::{
@@ -70,6 +73,7 @@ pub struct RuntimeBuilder {
     handle: Option<Handle>,
     worker_threads: Option<usize>,
     checkpoints: Option<Arc<dyn CheckpointSink>>,
+    groups: Vec<(String, usize, Option<Vec<usize>>)>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -139,6 +143,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a CPU resource group: an isolated rayon pool of `threads` threads named
+    /// `<name>-<i>`, pinned to `cores` (wrapping around) when given. Built by `build`, which
+    /// fails with a clear error for an unknown core id or a duplicate name.
+    pub fn resource_group(
+        mut self,
+        name: impl Into<String>,
+        threads: usize,
+        cores: Option<Vec<usize>>,
+    ) -> Self {
+        self.groups.push((name.into(), threads, cores));
+        self
+    }
+
     /// Worker threads of the runtime's own tokio runtime (when it creates one).
     pub fn worker_threads(mut self, threads: usize) -> Self {
         self.worker_threads = Some(threads);
@@ -148,6 +165,12 @@ impl RuntimeBuilder {
     /// Starts the runtime (its root supervisor).
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let config = self.config;
+        let mut groups = ResourceGroups::new();
+        for (name, threads, cores) in self.groups {
+            groups
+                .create(name, threads, cores)
+                .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
+        }
         if config.mailbox_capacity == 0 || config.batch_size == 0 {
             return Err(RuntimeError::InvalidConfig(
                 "mailbox capacity and batch size must be at least 1".into(),
@@ -186,6 +209,7 @@ impl RuntimeBuilder {
             dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
             config,
             checkpoints: self.checkpoints,
+            groups,
             registry: Arc::new(Registry::default()),
             root,
             root_cell,
@@ -208,6 +232,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) registry: Arc<Registry>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    groups: ResourceGroups,
     root: Arc<SupervisorChild>,
     root_cell: ActorRef<SupervisorCell>,
     handle: Handle,
@@ -433,6 +458,20 @@ impl Runtime {
         }
     }
 
+    /// A resource group declared with [`RuntimeBuilder::resource_group`].
+    pub fn resource_group(&self, name: &str) -> Result<Arc<ResourceGroup>, RuntimeError> {
+        self.inner
+            .groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownResourceGroup(name.to_owned()))
+    }
+
+    /// The status of every resource group (threads, cores, active and finished tasks).
+    pub fn resource_groups(&self) -> Vec<ResourceGroupStatus> {
+        self.observer().resource_groups()
+    }
+
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.inner.dead_letters
@@ -508,6 +547,11 @@ impl RuntimeObserver {
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
         target.control(command).await
+    }
+
+    /// The status of every resource group.
+    pub fn resource_groups(&self) -> Vec<ResourceGroupStatus> {
+        self.inner.groups.statuses()
     }
 
     /// Dead letters recorded so far.

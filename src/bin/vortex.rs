@@ -1,8 +1,8 @@
 //! The `vortex` command.
 //!
-//! `vortex run` starts the built-in single-node pipeline — a source feeding a pool of
-//! transform workers feeding a sink — runs it for a bounded time, then prints throughput
-//! and a status table of every actor. `vortex run --help` lists the knobs.
+//! `vortex run` starts the built-in single-node pipeline — a source feeding the CPU
+//! preprocessor pool (on a pinned resource group) feeding a sink — runs it for a bounded
+//! time, then prints throughput and a status table of every actor and resource group. `vortex run --help` lists the knobs.
 
 use std::time::{Duration, Instant};
 
@@ -26,15 +26,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the built-in single-node pipeline (source → transform pool → sink).
+    /// Run the built-in single-node pipeline (source → preprocessor pool → sink).
     Run {
         /// How long to feed the pipeline, in seconds.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
-        /// Transform workers in the pool.
+        /// Preprocessor workers in the pool.
         #[arg(long, default_value_t = 2)]
         workers: u32,
-        /// Bytes per batch.
+        /// Bytes per raw batch (one square RGB image of about this size).
         #[arg(long, default_value_t = 4096)]
         batch_bytes: usize,
         /// Scale the pool to this many workers half-way through (live, no loss).
