@@ -22,7 +22,7 @@ fn crash_keeps_synced_data_and_names_only() {
         let after = fs.crash(seed).read_file(&path).unwrap();
         assert_eq!(&after[..7], b"durable");
         assert!(
-            after.len() == 7 || after.len() == 10_007 || after.len() % 512 == 0,
+            after.len() == 7 || after.len() == 10_007 || after.len().is_multiple_of(512),
             "{}",
             after.len()
         );

@@ -71,7 +71,7 @@ async fn each_sender_sees_its_messages_in_order() {
     })
     .await;
     assert_eq!(violations.load(SeqCst), 0, "per-sender FIFO violated");
-    let last = last.lock().unwrap();
+    let last = last.lock().unwrap().clone();
     assert!(last.iter().all(|seq| *seq == Some(per_producer - 1)));
     assert_eq!(rt.shutdown().await.total_undelivered(), 0);
 }

@@ -66,7 +66,7 @@ async fn scale_two_to_eight_to_one_under_load_loses_nothing() {
         pool.handled() == total
     })
     .await;
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen.len() as u64,
         total,

@@ -371,3 +371,26 @@ async fn a_checkpoint_survives_a_crash() {
     assert_eq!(second.epoch, 2);
     rt.shutdown().await;
 }
+
+/// Regression: a restarted actor that fails on the very first message it drains (queued
+/// while it was down) must be restarted again — its supervisor used to wait forever for
+/// a start-up that kameo never finished.
+#[tokio::test]
+async fn an_actor_failing_right_after_each_restart_keeps_being_restarted() {
+    let rt = Runtime::builder()
+        .root_backoff(Backoff::none())
+        .build()
+        .unwrap();
+    let starts: Starts = Default::default();
+    let worker_addr = rt.spawn_actor(worker("eager", &starts)).await.unwrap();
+    rt.control("eager", Control::Pause).await.unwrap();
+    for _ in 0..3 {
+        worker_addr.tell(WorkerMessage::Fail).await.unwrap();
+    }
+    worker_addr.tell(WorkerMessage::Add(5)).await.unwrap();
+    rt.control("eager", Control::Resume).await.unwrap();
+    assert_eq!(worker_addr.ask(WorkerMessage::Get).await.unwrap(), 5);
+    assert_eq!(rt.status("eager").unwrap().restarts, 3);
+    assert_eq!(count(&starts, "eager"), 4);
+    rt.shutdown().await;
+}

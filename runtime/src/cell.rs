@@ -126,8 +126,9 @@ impl<A: Actor> kameo::Actor for Cell<A> {
         if !shared.is_stopping() {
             shared.set_live_state();
         }
-        // Drain once unconditionally: messages may have queued while no cell was running.
-        let _ = this.tell(Drain).try_send();
+        // The first drain is sent by whoever started the cell, once kameo has finished
+        // starting it (see `ActorChild::start`): a `Drain` queued here would run before
+        // kameo's own start-up signal, and a cell failing on it would never be "started".
         Ok(Cell {
             actor,
             ctx,

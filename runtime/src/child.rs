@@ -178,9 +178,10 @@ impl<A: Actor> Child for ActorChild<A> {
         let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell.clone(), halt));
         Box::pin(async move {
-            cell.wait_for_startup_result()
-                .await
-                .map_err(|error| error.to_string())
+            await_startup(&cell).await?;
+            // Drain once unconditionally: messages may have queued while no cell ran.
+            let _ = cell.tell(Drain).try_send();
+            Ok(())
         })
     }
 
@@ -224,6 +225,23 @@ impl<A: Actor> Child for ActorChild<A> {
         if let Some(registry) = self.registry.as_ref().and_then(Weak::upgrade) {
             registry.remove(std::slice::from_ref(&self.shared.name));
         }
+    }
+}
+
+/// Waits until kameo finished starting `cell`, or reports why it never will (its start
+/// hook failed, or it stopped before its start-up completed).
+pub(crate) async fn await_startup<A>(cell: &ActorRef<A>) -> Result<(), String>
+where
+    A: kameo::Actor,
+    A::Error: Clone + std::fmt::Display,
+{
+    tokio::select! {
+        started = cell.wait_for_startup_result() => started.map_err(|error| error.to_string()),
+        () = cell.wait_for_shutdown() => match cell.get_startup_result() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => Err(error.to_string()),
+            None => Err("stopped before its start-up completed".to_owned()),
+        },
     }
 }
 

@@ -10,14 +10,25 @@ use vortex_messages::{ActorKind, StatusReport};
 use vortex_runtime::{Runtime, RuntimeObserver};
 
 use crate::telemetry::{
-    ActorMetrics, ExporterConfig, MetricsServer, MetricsSink, PoolMetrics, Registry, TelemetryError,
+    now_micros, ActorMetrics, ActorRestarted, DeadLettered, ExporterConfig, MailboxDepthSampled,
+    MetricsServer, MetricsSink, Name, PoolMetrics, Registry, TelemetryError, TelemetryEvent,
+    TelemetryHandle,
 };
 
 /// Brings metrics up to date from sampled runtime counters.
-#[derive(Debug)]
 pub struct RuntimeSampler {
     sink: MetricsSink,
     seen: HashMap<String, Sampled>,
+    events: Option<TelemetryHandle>,
+}
+
+impl std::fmt::Debug for RuntimeSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeSampler")
+            .field("actors", &self.seen.len())
+            .field("publishes_events", &self.events.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -35,7 +46,15 @@ impl RuntimeSampler {
         RuntimeSampler {
             sink,
             seen: HashMap::new(),
+            events: None,
         }
+    }
+
+    /// Also publishes what each round observed as typed events (`MailboxDepthSampled`,
+    /// and `ActorRestarted` / `DeadLettered` for every new restart or dead letter).
+    pub fn publish_to(mut self, publisher: TelemetryHandle) -> Self {
+        self.events = Some(publisher);
+        self
     }
 
     /// Applies one round of statuses: counters grow by what happened since the last round.
@@ -68,10 +87,45 @@ impl RuntimeSampler {
             if let Some(pool) = &sampled.pool {
                 pool.set_size(status.workers as usize);
             }
+            if let Some(events) = &self.events {
+                publish_round(events, status, sampled);
+            }
             sampled.handled = sampled.handled.max(status.handled);
             sampled.restarts = sampled.restarts.max(status.restarts);
             sampled.dead_letters = sampled.dead_letters.max(status.dead_letters);
         }
+    }
+}
+
+/// Publishes one sampled round of `status` as typed events (best effort: a full publisher
+/// mailbox drops the sample, never blocks the sampler).
+fn publish_round(events: &TelemetryHandle, status: &StatusReport, sampled: &Sampled) {
+    let at_micros = now_micros();
+    let actor: Name = Arc::from(status.name.as_str());
+    let send = |event: TelemetryEvent| {
+        let _ = events.try_publish(event);
+    };
+    send(TelemetryEvent::from(MailboxDepthSampled {
+        at_micros,
+        actor: Arc::clone(&actor),
+        depth: status.mailbox_depth,
+        capacity: status.mailbox_capacity,
+    }));
+    for attempt in sampled.restarts..status.restarts {
+        send(TelemetryEvent::from(ActorRestarted {
+            at_micros,
+            actor: Arc::clone(&actor),
+            reason: Arc::from("supervised restart"),
+            attempt: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
+            backoff_micros: 0,
+        }));
+    }
+    for _ in sampled.dead_letters..status.dead_letters {
+        send(TelemetryEvent::from(DeadLettered {
+            at_micros,
+            actor: Arc::clone(&actor),
+            reason: Arc::from("handler failed or message undelivered"),
+        }));
     }
 }
 

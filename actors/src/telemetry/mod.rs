@@ -13,6 +13,7 @@
 //!   per-actor handles, over one `prometheus-client` registry per runtime.
 //! - [`histogram`] — the lock-free [`LatencyHistogram`] behind every latency metric.
 //! - [`http`] — [`MetricsServer`], the `/metrics` + `/healthz` endpoint.
+//! - [`publisher`] — [`TelemetryPublisher`], the actor that fans events out.
 //! - [`exporter`] — [`RuntimeExporter`]: samples a runtime's counters and serves them.
 //! - [`spans`] — span-name constants, span helpers, [`init_tracing`].
 //! - [`error`] — [`TelemetryError`].
@@ -44,6 +45,7 @@ pub mod fanout;
 pub mod histogram;
 pub mod http;
 pub mod metrics;
+pub mod publisher;
 pub mod spans;
 
 pub use error::TelemetryError;
@@ -56,6 +58,7 @@ pub use metrics::{encode_text, ActorMetrics, MetricsSink, PoolMetrics};
 /// runtime without naming the dependency themselves.
 pub use prometheus_client;
 pub use prometheus_client::registry::Registry;
+pub use publisher::{TelemetryHandle, TelemetryPublisher};
 pub use spans::init_tracing;
 pub use vortex_messages::telemetry::{
     now_micros, ActorRestarted, ActorStarted, ActorStopped, BatchFinished, BatchLaunched,

@@ -499,11 +499,7 @@ impl Child for SupervisorChild {
 
     fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>> {
         let cell = self.spawn(Some(report));
-        Box::pin(async move {
-            cell.wait_for_startup_result()
-                .await
-                .map_err(|error| error.to_string())
-        })
+        Box::pin(async move { crate::child::await_startup(&cell).await })
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
