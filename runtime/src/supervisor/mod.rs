@@ -1,6 +1,6 @@
 //! Supervision trees on kameo: a supervisor is a kameo actor that starts its children in
 //! order, hears how each incarnation ended (cells report from kameo's `on_stop`), and
-//! applies the rules in [`policy`]: restart policy, strategy, restart intensity and
+//! applies the rules in `policy`: restart policy, strategy, restart intensity and
 //! exponential back-off. kameo's own `supervision_strategy()` is a static function per
 //! actor type and has no back-off, so the strategy is data here, per supervisor instance.
 
