@@ -176,6 +176,8 @@ async fn scale_two_to_eight_to_one_under_load_every_batch_comes_out_exactly_once
             (&expected.data, &expected.shape)
         );
     }
+    // The counter moves once `send` returned, just after the next stage got the batch.
+    support::wait_until("all counted", DEADLINE, || stats.delivered() == total).await;
     let snapshot = stats.snapshot();
     assert_eq!(
         (snapshot.prepared, snapshot.delivered, snapshot.failed),
@@ -219,6 +221,10 @@ async fn a_paused_preprocessor_holds_batches_and_resume_delivers_them_with_their
         Ok(ControlReply::Resumed)
     );
     support::wait_until("drained", DEADLINE, || ids(&p.seen).len() == 20).await;
+    support::wait_until("counted", DEADLINE, || {
+        p.preprocessor.stats().delivered() == 20
+    })
+    .await;
     let snapshot = p.preprocessor.stats().snapshot();
     assert_eq!(
         (snapshot.prepared, snapshot.delivered, snapshot.items),

@@ -53,8 +53,9 @@
 //! let batch = prepared.recv().await.unwrap();
 //! assert_eq!((batch.id, batch.shape.clone()), (7, vec![1, 3, 1, 2]));
 //! buffers.put(batch.data); // the next batch reuses this allocation
-//! assert_eq!(preprocessor.stats().delivered(), 1);
+//! // Shutdown lets each worker finish its current batch, so the counters are final.
 //! rt.shutdown().await;
+//! assert_eq!(preprocessor.stats().delivered(), 1);
 //! # }
 //! ```
 
