@@ -80,6 +80,7 @@ async fn metrics_endpoint_reports_exact_counts_after_a_known_workload() {
         r#"vortex_dead_letters_total{actor="counter"} 1"#,
         r#"vortex_pool_size{pool="workers"} 3"#,
         r#"vortex_mailbox_depth{actor="counter"} 0"#,
+        r#"vortex_handler_latency_seconds_count{actor="counter"} 42"#,
     ] {
         assert!(
             body.lines().any(|l| l == line),

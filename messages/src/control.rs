@@ -159,6 +159,8 @@ pub struct StatusReport {
     pub mailbox_capacity: u64,
     /// Messages whose handler returned `Ok`.
     pub handled: u64,
+    /// Time spent in handlers so far, in microseconds (measured per batch).
+    pub handler_micros: u64,
     /// Restarts performed by the supervisor, over the actor's life.
     pub restarts: u64,
     /// Messages that went to the dead-letter sink.

@@ -155,6 +155,7 @@ impl Target for SupervisorTarget {
             mailbox_depth: 0,
             mailbox_capacity: 0,
             handled: 0,
+            handler_micros: 0,
             restarts: status.restarts.load(std::sync::atomic::Ordering::SeqCst),
             dead_letters: 0,
             workers: status.children.load(std::sync::atomic::Ordering::SeqCst),

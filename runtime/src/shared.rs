@@ -33,6 +33,7 @@ pub(crate) struct ActorConfig {
 #[derive(Default)]
 pub(crate) struct Stats {
     handled: CachePadded<AtomicU64>,
+    handler_nanos: AtomicU64,
     dead_letters: AtomicU64,
     restarts: AtomicU64,
 }
@@ -45,6 +46,13 @@ impl Stats {
     }
     pub(crate) fn handled(&self) -> u64 {
         self.handled.load(Relaxed)
+    }
+    pub(crate) fn add_handler_time(&self, elapsed: std::time::Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.handler_nanos.fetch_add(nanos, Relaxed);
+    }
+    pub(crate) fn handler_micros(&self) -> u64 {
+        self.handler_nanos.load(Relaxed) / 1_000
     }
     pub(crate) fn add_restart(&self) {
         self.restarts.fetch_add(1, Relaxed);
@@ -214,6 +222,7 @@ impl<A: Actor> Shared<A> {
             mailbox_depth: self.mailbox.len() as u64,
             mailbox_capacity: self.mailbox.capacity() as u64,
             handled: self.stats.handled(),
+            handler_micros: self.stats.handler_micros(),
             restarts: self.stats.restarts(),
             dead_letters: self.stats.dead_letters() + self.mailbox.rejected(),
             workers: self.workers.load(SeqCst),

@@ -36,6 +36,7 @@ struct Sampled {
     metrics: ActorMetrics,
     pool: Option<PoolMetrics>,
     handled: u64,
+    handler_micros: u64,
     restarts: u64,
     dead_letters: u64,
 }
@@ -71,12 +72,16 @@ impl RuntimeSampler {
                     metrics: sink.actor(&status.name),
                     pool: (status.kind == ActorKind::Pool).then(|| sink.pool(&status.name)),
                     handled: 0,
+                    handler_micros: 0,
                     restarts: 0,
                     dead_letters: 0,
                 });
-            sampled
-                .metrics
-                .add_handled(status.handled.saturating_sub(sampled.handled));
+            // Handler time is known per round, not per message: this round's messages are
+            // recorded at their mean (`_sum` and `_count` exact, buckets per-round means).
+            sampled.metrics.add_handled_with_time(
+                status.handled.saturating_sub(sampled.handled),
+                Duration::from_micros(status.handler_micros.saturating_sub(sampled.handler_micros)),
+            );
             sampled
                 .metrics
                 .add_restarts(status.restarts.saturating_sub(sampled.restarts));
@@ -91,6 +96,7 @@ impl RuntimeSampler {
                 publish_round(events, status, sampled);
             }
             sampled.handled = sampled.handled.max(status.handled);
+            sampled.handler_micros = sampled.handler_micros.max(status.handler_micros);
             sampled.restarts = sampled.restarts.max(status.restarts);
             sampled.dead_letters = sampled.dead_letters.max(status.dead_letters);
         }

@@ -70,6 +70,21 @@ impl LatencyHistogram {
         self.observe_nanos(micros.saturating_mul(1_000));
     }
 
+    /// Records `count` observations of `latency` at once (used for sampled counters,
+    /// where only the total time of `count` messages is known).
+    pub fn observe_many(&self, latency: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let inner = &*self.inner;
+        let index = inner.bounds_nanos.partition_point(|bound| *bound < nanos);
+        inner.buckets[index].fetch_add(count, Ordering::Relaxed);
+        inner
+            .sum_nanos
+            .fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
+    }
+
     fn observe_nanos(&self, nanos: u64) {
         let inner = &*self.inner;
         // `le` is inclusive: a value equal to a bound belongs to that bucket.

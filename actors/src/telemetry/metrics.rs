@@ -347,6 +347,17 @@ impl ActorMetrics {
         self.dead_letters.inc();
     }
 
+    /// `n` more messages handled that took `total` in their handlers together (from
+    /// sampled counters): counted, and recorded in the latency histogram at their mean.
+    pub fn add_handled_with_time(&self, n: u64, total: Duration) {
+        if n == 0 {
+            return;
+        }
+        self.handled.inc_by(n);
+        let mean = total / u32::try_from(n).unwrap_or(u32::MAX);
+        self.latency.observe_many(mean, n);
+    }
+
     /// `n` more messages handled (from a sampled counter; no latency sample).
     pub fn add_handled(&self, n: u64) {
         self.handled.inc_by(n);
