@@ -402,21 +402,13 @@ impl Runtime {
     }
 
     /// Sends a control command to an actor, pool or supervisor by name; no type needed.
+    /// An answer slower than the ask timeout is `ControlError::Timeout`.
     pub async fn control(
         &self,
         name: &str,
         command: Control,
     ) -> Result<ControlReply, ControlError> {
-        let target = self
-            .inner
-            .registry
-            .get(name)
-            .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
-        let timeout = self.inner.config.ask_timeout;
-        match tokio::time::timeout(timeout, target.control(command)).await {
-            Ok(reply) => reply,
-            Err(_) => Err(ControlError::Timeout(name.to_owned())),
-        }
+        self.observer().control(name, command).await
     }
 
     /// Fault injection: makes the named actor's current incarnation fail, exactly as if a
@@ -546,7 +538,11 @@ impl RuntimeObserver {
             .registry
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
-        target.control(command).await
+        let timeout = self.inner.config.ask_timeout;
+        match tokio::time::timeout(timeout, target.control(command)).await {
+            Ok(reply) => reply,
+            Err(_) => Err(ControlError::Timeout(name.to_owned())),
+        }
     }
 
     /// The status of every resource group.
