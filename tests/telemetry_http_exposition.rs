@@ -25,9 +25,17 @@ struct Reply {
 
 /// Sends `request` bytes as they are and reads the whole response (the server closes).
 async fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+    send(addr, request, false).await
+}
+
+/// Writes `request`, optionally closes the write side, reads the whole response.
+async fn send(addr: SocketAddr, request: &[u8], half_close: bool) -> Reply {
     let io = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(request).await.expect("write request");
+        if half_close {
+            stream.shutdown().await.expect("half-close");
+        }
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read response");
         raw
@@ -225,29 +233,7 @@ async fn health_unknown_paths_methods_and_bad_requests() {
 /// Like `exchange`, but closes the write side after the request so that a head
 /// without its blank line ends at EOF instead of waiting for the header timeout.
 async fn exchange_half_closed(addr: SocketAddr, request: &[u8]) -> Reply {
-    let io = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request).await.expect("write request");
-        stream.shutdown().await.expect("half-close");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read response");
-        raw
-    };
-    let raw = timeout(DEADLINE, io)
-        .await
-        .expect("response within deadline");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    Reply {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
+    send(addr, request, true).await
 }
 
 #[tokio::test(start_paused = true)]

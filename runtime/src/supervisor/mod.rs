@@ -65,6 +65,13 @@ impl SupervisorStatus {
     }
 }
 
+impl SupervisorPlan {
+    /// The children list, locked (nothing panics while holding it; recover if it did).
+    fn children(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<dyn Child>, Restart)>> {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Everything a supervisor is made of; kept by its [`SupervisorChild`] so that a restart
 /// of the supervisor itself builds an identical one over the same children.
 #[derive(Clone)]
@@ -137,11 +144,7 @@ impl kameo::Actor for SupervisorCell {
     async fn on_start(args: SupervisorArgs, this: ActorRef<Self>) -> Result<Self, String> {
         let plan = args.plan;
         let budget = RestartBudget::new(plan.intensity, plan.backoff);
-        let initial: Vec<_> = plan
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let initial: Vec<_> = plan.children().clone();
         let mut cell = SupervisorCell {
             next_worker: initial.len(),
             plan,
@@ -218,13 +221,6 @@ impl SupervisorCell {
         started.map_err(|reason| format!("`{}`: {reason}", self.slots[index].child.name()))
     }
 
-    fn children_list(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<dyn Child>, Restart)>> {
-        self.plan
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     async fn halt_all(&mut self) {
         for slot in self.slots.iter_mut().rev() {
             slot.generation += 1; // late exit reports of this incarnation are stale now
@@ -248,7 +244,8 @@ impl SupervisorCell {
                 // Stopped for good: forget it, so its memory and its name are released
                 // (a failed child stays listed as `Failed` for operators to see).
                 let slot = self.slots.remove(index);
-                self.children_list()
+                self.plan
+                    .children()
                     .retain(|(child, _)| !Arc::ptr_eq(child, &slot.child));
                 self.plan.status.children.fetch_sub(1, SeqCst);
                 slot.child.forget();
@@ -358,7 +355,7 @@ impl SupervisorCell {
                 .slots
                 .first()
                 .map_or(Restart::Permanent, |slot| slot.restart);
-            self.children_list().push((Arc::clone(&child), restart));
+            self.plan.children().push((Arc::clone(&child), restart));
             if let Err(reason) = self.add_and_start(child, restart).await {
                 tracing::warn!(pool = %self.plan.name, %reason, "new pool worker failed to start");
             }
@@ -366,7 +363,7 @@ impl SupervisorCell {
         while (self.slots.len() as u32) > wanted {
             // Retire the youngest worker: it finishes its current message; the queue stays.
             if let Some(slot) = self.slots.pop() {
-                self.children_list().pop();
+                self.plan.children().pop();
                 self.pending.remove(&slot.id);
                 slot.child.halt().await;
                 self.plan.status.children.fetch_sub(1, SeqCst);
@@ -413,13 +410,14 @@ impl Message<AddChild> for SupervisorCell {
         message: AddChild,
         _: &mut KameoContext<Self, Self::Reply>,
     ) -> Self::Reply {
-        self.children_list()
+        self.plan
+            .children()
             .push((Arc::clone(&message.child), message.restart));
         let started = self.add_and_start(message.child, message.restart).await;
         if started.is_err() {
             // The caller gets the error and unregisters the name: forget the child.
             self.slots.pop();
-            self.children_list().pop();
+            self.plan.children().pop();
             self.plan.status.children.fetch_sub(1, SeqCst);
         }
         started
@@ -519,13 +517,7 @@ impl Child for SupervisorChild {
     fn set_state(&self, state: ActorState) {
         self.plan.status.set(state);
         if matches!(state, ActorState::Failed) {
-            for (child, _) in self
-                .plan
-                .children
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
+            for (child, _) in self.plan.children().iter() {
                 child.set_state(ActorState::Failed);
             }
         }
@@ -538,13 +530,7 @@ impl Child for SupervisorChild {
     fn retire(&self) {}
 
     fn kill(&self) {
-        for (child, _) in self
-            .plan
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        for (child, _) in self.plan.children().iter() {
             child.kill();
         }
         if let Some(cell) = self.cell() {
