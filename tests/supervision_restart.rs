@@ -349,6 +349,12 @@ async fn a_checkpoint_survives_a_crash() {
     let starts: Starts = Default::default();
     let stateful = rt.spawn_actor(worker("stateful", &starts)).await.unwrap();
     stateful.tell(WorkerMessage::Add(41)).await.unwrap();
+    // A control command does not wait for data queued before it (it waits behind at most
+    // the batch in progress): wait until the message was handled, then checkpoint.
+    support::wait_until("Add handled", Duration::from_secs(10), || {
+        stateful.handled() == 1
+    })
+    .await;
     let ControlReply::Checkpointed(checkpoint) =
         rt.control("stateful", Control::Checkpoint).await.unwrap()
     else {

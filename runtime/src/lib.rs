@@ -58,7 +58,7 @@ pub mod addr;
 pub mod buffer_pool;
 mod cell;
 pub mod checkpoint;
-mod child;
+mod config;
 pub mod dead_letter;
 pub mod error;
 mod mailbox;

@@ -17,6 +17,7 @@ use vortex_messages::{
     resource::ResourceGroupStatus, Control, ControlError, ControlReply, StatusReport,
 };
 
+pub use crate::config::RuntimeConfig;
 use crate::{
     actor::Actor,
     addr::Addr,
@@ -26,45 +27,12 @@ use crate::{
     registry::{ActorInfo, Registry, Reservation},
     resource_group::{ResourceGroup, ResourceGroups},
     shared::Shared,
-    spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec},
+    spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
     supervisor::{
         AddChild, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
         SupervisorPlan,
     },
 };
-
-/// Defaults every actor inherits unless its spec says otherwise.
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// Data mailbox capacity in messages (default 1024).
-    pub mailbox_capacity: usize,
-    /// Messages handled per batch before control commands get a turn (default 64).
-    pub batch_size: usize,
-    /// Deadline of [`Addr::ask`] (default 5 s).
-    pub ask_timeout: Duration,
-    /// Largest pool size `Scale` may ask for (default 256).
-    pub max_pool_workers: u32,
-    /// Dead-letter records kept in memory; the count is always exact (default 10 000).
-    pub dead_letters_retained: usize,
-    /// Restart intensity of the root supervisor (default: 20 within 10 s).
-    pub root_intensity: Intensity,
-    /// Back-off of the root supervisor (default: 10 ms doubling to 2 s).
-    pub root_backoff: Backoff,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            mailbox_capacity: 1024,
-            batch_size: 64,
-            ask_timeout: Duration::from_secs(5),
-            max_pool_workers: 256,
-            dead_letters_retained: 10_000,
-            root_intensity: Intensity::default(),
-            root_backoff: Backoff::default(),
-        }
-    }
-}
 
 /// Builds a [`Runtime`]. See [`Runtime::builder`].
 #[derive(Default)]
@@ -206,11 +174,13 @@ impl RuntimeBuilder {
             root.spawn_root()
         };
         let inner = Arc::new(RuntimeInner {
-            dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
-            config,
-            checkpoints: self.checkpoints,
+            env: SpawnEnv {
+                dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
+                config,
+                checkpoints: self.checkpoints,
+                registry: Arc::new(Registry::default()),
+            },
             groups,
-            registry: Arc::new(Registry::default()),
             root,
             root_cell,
             handle,
@@ -228,10 +198,7 @@ const SHUTTING_DOWN: u8 = 1;
 const SHUT_DOWN: u8 = 2;
 
 pub(crate) struct RuntimeInner {
-    pub(crate) config: RuntimeConfig,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    env: SpawnEnv,
     groups: ResourceGroups,
     root: Arc<SupervisorChild>,
     root_cell: ActorRef<SupervisorCell>,
@@ -297,7 +264,7 @@ impl Runtime {
 
     /// The defaults in force.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.inner.config
+        &self.inner.env.config
     }
 
     /// The tokio runtime the actors run on.
@@ -361,14 +328,14 @@ impl Runtime {
         if self.inner.phase.load(SeqCst) != RUNNING {
             return Err(RuntimeError::ShutDown);
         }
-        let mut reservation = Reservation::new(&self.inner.registry);
-        let (child, restart) = spec.instantiate(&self.inner, &mut reservation)?;
-        let names = self.inner.registry.commit(reservation)?;
+        let mut reservation = Reservation::new(&self.inner.env.registry);
+        let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
+        let names = self.inner.env.registry.commit(reservation)?;
         let started = self.inner.root_cell.ask(AddChild { child, restart }).await;
         match started {
             Ok(()) => Ok(()),
             Err(error) => {
-                self.inner.registry.remove(&names);
+                self.inner.env.registry.remove(&names);
                 let reason = match error {
                     kameo::error::SendError::HandlerError(reason) => reason,
                     _ => return Err(RuntimeError::ShutDown),
@@ -388,6 +355,7 @@ impl Runtime {
     pub fn lookup<A: Actor>(&self, name: &str) -> Result<Addr<A>, RuntimeError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| RuntimeError::UnknownActor(name.to_owned()))?;
@@ -417,6 +385,7 @@ impl Runtime {
     pub async fn inject_failure(&self, name: &str, reason: &str) -> Result<(), ControlError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
@@ -426,6 +395,7 @@ impl Runtime {
     /// Every registered name with its kind and state, sorted by name.
     pub fn actors(&self) -> Vec<ActorInfo> {
         self.inner
+            .env
             .registry
             .all()
             .into_iter()
@@ -466,7 +436,7 @@ impl Runtime {
 
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
-        &self.inner.dead_letters
+        &self.inner.env.dead_letters
     }
 
     /// Stops intake everywhere, halts every actor after its current message (children
@@ -481,7 +451,7 @@ impl Runtime {
         {
             return ShutdownReport::default();
         }
-        let targets = self.inner.registry.all();
+        let targets = self.inner.env.registry.all();
         for (_, target) in &targets {
             target.close();
         }
@@ -511,6 +481,7 @@ impl RuntimeObserver {
     /// See [`Runtime::status`].
     pub fn status(&self, name: &str) -> Result<StatusReport, ControlError> {
         self.inner
+            .env
             .registry
             .get(name)
             .map(|target| target.status())
@@ -520,6 +491,7 @@ impl RuntimeObserver {
     /// Every registered actor's status, sorted by name.
     pub fn statuses(&self) -> Vec<StatusReport> {
         self.inner
+            .env
             .registry
             .all()
             .into_iter()
@@ -535,10 +507,11 @@ impl RuntimeObserver {
     ) -> Result<ControlReply, ControlError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
-        let timeout = self.inner.config.ask_timeout;
+        let timeout = self.inner.env.config.ask_timeout;
         match tokio::time::timeout(timeout, target.control(command)).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
@@ -552,7 +525,7 @@ impl RuntimeObserver {
 
     /// Dead letters recorded so far.
     pub fn dead_letters(&self) -> u64 {
-        self.inner.dead_letters.count()
+        self.inner.env.dead_letters.count()
     }
 }
 
@@ -566,10 +539,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         if self.inner.phase.swap(SHUT_DOWN, SeqCst) != SHUT_DOWN {
             // Dropped without shutdown: refuse intake and kill every cell; never wait.
-            for (_, target) in self.inner.registry.all() {
+            for (_, target) in self.inner.env.registry.all() {
                 target.close();
             }
-            crate::child::Child::kill(&*self.inner.root);
+            crate::supervisor::child::Child::kill(&*self.inner.root);
             self.inner.root_cell.kill();
         }
         if let Some(tokio) = self.tokio.take() {

@@ -214,6 +214,18 @@ impl<A: Actor> Shared<A> {
         Ok(latest)
     }
 
+    /// Moves every queued message of a closed mailbox to the dead-letter sink as
+    /// `Undelivered`; returns how many.
+    pub(crate) fn collect_undelivered(&self) -> usize {
+        let mut reader = self.mailbox.reader();
+        let left = self.mailbox.take_all(&mut reader);
+        let count = left.len();
+        for message in left {
+            self.dead_letter(DeadLetterReason::Undelivered, Some(message));
+        }
+        count
+    }
+
     pub(crate) fn status(&self) -> StatusReport {
         StatusReport {
             name: self.name.to_string(),

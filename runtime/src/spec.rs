@@ -9,13 +9,25 @@ use vortex_messages::ActorKind;
 
 use crate::{
     actor::Actor,
-    child::{ActorChild, Child},
+    checkpoint::CheckpointSink,
+    config::RuntimeConfig,
+    dead_letter::DeadLetters,
     mailbox::{Dispatch, Mailbox},
-    registry::{PoolTarget, Reservation, SupervisorTarget},
-    runtime::RuntimeInner,
+    registry::{PoolTarget, Registry, Reservation, SupervisorTarget},
     shared::{ActorConfig, Factory, Shared},
-    supervisor::{Backoff, Intensity, Restart, Strategy, SupervisorChild, SupervisorPlan},
+    supervisor::{
+        child::{ActorChild, Child},
+        Backoff, Intensity, Restart, Strategy, SupervisorChild, SupervisorPlan,
+    },
 };
+
+/// What instantiating a spec needs from its runtime.
+pub(crate) struct SpawnEnv {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+}
 
 /// A single actor: a name, a factory (called again for every restart) and its settings.
 pub struct ActorSpec<A: Actor> {
@@ -195,7 +207,7 @@ impl From<SupervisorSpec> for ChildSpec {
 impl ChildSpec {
     pub(crate) fn instantiate(
         self,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         self.0.instantiate(rt, reservation)
@@ -205,7 +217,7 @@ impl ChildSpec {
 pub(crate) trait Instantiate: Send {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError>;
 }
@@ -213,7 +225,7 @@ pub(crate) trait Instantiate: Send {
 impl<A: Actor> ActorSpec<A> {
     pub(crate) fn build_shared(
         self,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         kind: ActorKind,
         dispatch: Dispatch,
     ) -> (Arc<Shared<A>>, Restart) {
@@ -243,12 +255,18 @@ impl<A: Actor> ActorSpec<A> {
 impl<A: Actor> Instantiate for ActorSpec<A> {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.name())?;
         let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let child = Arc::new(ActorChild::registered(shared, Arc::downgrade(&rt.registry)));
+        let (registry, name) = (Arc::downgrade(&rt.registry), Arc::clone(&shared.name));
+        let on_forget = Box::new(move || {
+            if let Some(registry) = registry.upgrade() {
+                registry.remove(std::slice::from_ref(&name));
+            }
+        });
+        let child = Arc::new(ActorChild::registered(shared, on_forget));
         reservation.add(Arc::clone(&child.shared.name), child.clone())?;
         Ok((child, restart))
     }
@@ -257,7 +275,7 @@ impl<A: Actor> Instantiate for ActorSpec<A> {
 impl<A: Actor> Instantiate for PoolSpec<A> {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.actor.name())?;
@@ -305,7 +323,7 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
 impl Instantiate for SupervisorSpec {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(&self.name)?;

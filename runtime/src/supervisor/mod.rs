@@ -4,6 +4,7 @@
 //! exponential back-off. kameo's own `supervision_strategy()` is a static function per
 //! actor type and has no back-off, so the strategy is data here, per supervisor instance.
 
+pub(crate) mod child;
 pub(crate) mod policy;
 
 use std::{
@@ -23,7 +24,8 @@ use kameo::{
 use tokio::time::Instant;
 use vortex_messages::{ActorState, ControlError};
 
-use crate::child::{Child, Exit, ExitReport};
+use crate::cell::{Exit, ExitReport};
+use child::Child;
 use policy::{restart_set, wants_restart, RestartBudget, Verdict};
 pub use policy::{Backoff, Intensity, Restart, Strategy};
 
@@ -108,6 +110,20 @@ pub(crate) struct SupervisorCell {
     this: ActorRef<SupervisorCell>,
 }
 
+/// An exit report that tells `supervisor` how incarnation `generation` of child `id` ended,
+/// so that a late report from an old incarnation is recognised and ignored.
+fn exit_report(supervisor: ActorRef<SupervisorCell>, id: u64, generation: u64) -> ExitReport {
+    Box::new(move |exit| {
+        let _ = supervisor
+            .tell(ChildExited {
+                id,
+                generation,
+                exit,
+            })
+            .try_send();
+    })
+}
+
 pub(crate) struct SupervisorArgs {
     pub(crate) plan: SupervisorPlan,
     pub(crate) report: Option<ExitReport>,
@@ -178,8 +194,8 @@ impl kameo::Actor for SupervisorCell {
             }
             _ => Exit::Halted,
         });
-        if let Some(report) = &self.report {
-            report.send(exit);
+        if let Some(report) = self.report.take() {
+            report(exit);
         }
         Ok(())
     }
@@ -206,11 +222,11 @@ impl SupervisorCell {
     }
 
     fn report_for(&self, index: usize) -> ExitReport {
-        ExitReport {
-            supervisor: self.this.clone(),
-            id: self.slots[index].id,
-            generation: self.slots[index].generation,
-        }
+        exit_report(
+            self.this.clone(),
+            self.slots[index].id,
+            self.slots[index].generation,
+        )
     }
 
     async fn start_slot(&mut self, index: usize) -> Result<(), String> {
@@ -497,7 +513,7 @@ impl Child for SupervisorChild {
 
     fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>> {
         let cell = self.spawn(Some(report));
-        Box::pin(async move { crate::child::await_startup(&cell).await })
+        Box::pin(async move { child::await_startup(&cell).await })
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
@@ -509,7 +525,7 @@ impl Child for SupervisorChild {
         Box::pin(async move {
             if let Some(cell) = current {
                 let _ = cell.ask(HaltAll).await;
-                cell.wait_for_shutdown().await;
+                let _ = cell.wait_for_shutdown_result().await;
             }
         })
     }

@@ -5,7 +5,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::child::Exit;
+use crate::cell::Exit;
 
 /// Which children a supervisor restarts when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,12 +1,9 @@
 //! What a supervisor holds for each child: a type-erased handle to start, halt and watch
-//! one incarnation at a time, plus the exit report a cell sends when it ends.
+//! one incarnation at a time.
 
-use std::{
-    any::Any,
-    sync::{
-        atomic::{AtomicBool, Ordering::SeqCst},
-        Arc, Mutex, PoisonError, Weak,
-    },
+use std::sync::{
+    atomic::{AtomicBool, Ordering::SeqCst},
+    Arc, Mutex, PoisonError,
 };
 
 use futures::future::BoxFuture;
@@ -15,47 +12,9 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 
 use crate::{
     actor::Actor,
-    cell::{Cell, CellArgs, ControlCommand, Drain, InjectFailure},
-    dead_letter::DeadLetterReason,
-    registry::Registry,
+    cell::{Cell, CellArgs, ControlCommand, ExitReport, InjectFailure},
     shared::Shared,
-    supervisor::{ChildExited, SupervisorCell},
 };
-
-/// How one incarnation of a child ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// It stopped for good on request (`Control::Stop`) after draining its mailbox.
-    Stopped,
-    /// The actor ended this incarnation itself (`Context::stop`).
-    Normal,
-    /// Its supervisor halted it (restart of a sibling, scale-down, shutdown).
-    Halted,
-    /// It failed: handler error or panic, start failure, escalation from below.
-    Failed(String),
-}
-
-/// Where a cell reports its exit: its supervisor, with the child's id and generation so
-/// that a late report from an old incarnation is recognised and ignored.
-#[derive(Clone)]
-pub(crate) struct ExitReport {
-    pub(crate) supervisor: ActorRef<SupervisorCell>,
-    pub(crate) id: u64,
-    pub(crate) generation: u64,
-}
-
-impl ExitReport {
-    pub(crate) fn send(&self, exit: Exit) {
-        let _ = self
-            .supervisor
-            .tell(ChildExited {
-                id: self.id,
-                generation: self.generation,
-                exit,
-            })
-            .try_send();
-    }
-}
 
 /// A supervised child, type-erased.
 pub(crate) trait Child: Send + Sync + 'static {
@@ -82,13 +41,16 @@ pub(crate) trait Child: Send + Sync + 'static {
 /// The running incarnation: its kameo cell and its halt flag.
 type Incarnation<A> = (ActorRef<Cell<A>>, Arc<AtomicBool>);
 
+/// Runs once a child stopped for good and its supervisor forgot it (releases its name).
+pub(crate) type OnForget = Box<dyn Fn() + Send + Sync>;
+
 /// One worker slot of an actor: the single cell of an actor, or worker `i` of a pool.
 pub(crate) struct ActorChild<A: Actor> {
     pub(crate) shared: Arc<Shared<A>>,
     worker: usize,
     current: Mutex<Option<Incarnation<A>>>,
-    /// Set for single actors: where to remove the name once it stopped for good.
-    registry: Option<Weak<Registry>>,
+    /// Set for single actors: removes the name once it stopped for good.
+    on_forget: Option<OnForget>,
 }
 
 impl<A: Actor> ActorChild<A> {
@@ -97,14 +59,14 @@ impl<A: Actor> ActorChild<A> {
             shared,
             worker,
             current: Mutex::new(None),
-            registry: None,
+            on_forget: None,
         }
     }
 
-    /// A single actor, whose name leaves `registry` once it stopped for good.
-    pub(crate) fn registered(shared: Arc<Shared<A>>, registry: Weak<Registry>) -> Self {
+    /// A single actor, which runs `on_forget` once it stopped for good.
+    pub(crate) fn registered(shared: Arc<Shared<A>>, on_forget: OnForget) -> Self {
         ActorChild {
-            registry: Some(registry),
+            on_forget: Some(on_forget),
             ..ActorChild::new(shared, 0)
         }
     }
@@ -155,11 +117,6 @@ impl<A: Actor> ActorChild<A> {
     pub(crate) fn status(&self) -> StatusReport {
         self.shared.status()
     }
-
-    /// Moves every queued message to the dead-letter sink as undelivered; returns how many.
-    pub(crate) fn collect_undelivered(&self) -> usize {
-        collect_undelivered(&self.shared)
-    }
 }
 
 impl<A: Actor> Child for ActorChild<A> {
@@ -177,12 +134,9 @@ impl<A: Actor> Child for ActorChild<A> {
         };
         let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell.clone(), halt));
-        Box::pin(async move {
-            await_startup(&cell).await?;
-            // Drain once unconditionally: messages may have queued while no cell ran.
-            let _ = cell.tell(Drain).try_send();
-            Ok(())
-        })
+        // The cell's batch loop looks at the mailbox before it parks: messages queued
+        // while no cell ran are handled without a wake-up.
+        Box::pin(async move { await_startup(&cell).await })
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
@@ -191,11 +145,13 @@ impl<A: Actor> Child for ActorChild<A> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let (shared, worker) = (Arc::clone(&self.shared), self.worker);
         Box::pin(async move {
             if let Some((cell, halt)) = current {
                 halt.store(true, SeqCst);
-                let _ = cell.tell(Drain).try_send();
-                cell.wait_for_shutdown().await;
+                shared.mailbox.dispatch.wake(worker);
+                // Until its `on_stop` finished (it detaches from the mailbox there).
+                let _ = cell.wait_for_shutdown_result().await;
             }
         })
     }
@@ -211,7 +167,7 @@ impl<A: Actor> Child for ActorChild<A> {
     fn retire(&self) {
         if self.shared.workers.load(SeqCst) == 0 {
             self.shared.mailbox.close();
-            self.collect_undelivered();
+            self.shared.collect_undelivered();
         }
     }
 
@@ -222,8 +178,8 @@ impl<A: Actor> Child for ActorChild<A> {
     }
 
     fn forget(&self) {
-        if let Some(registry) = self.registry.as_ref().and_then(Weak::upgrade) {
-            registry.remove(std::slice::from_ref(&self.shared.name));
+        if let Some(on_forget) = &self.on_forget {
+            on_forget();
         }
     }
 }
@@ -243,20 +199,4 @@ where
             None => Err("stopped before its start-up completed".to_owned()),
         },
     }
-}
-
-/// Moves every queued message of a closed mailbox to the dead-letter sink.
-pub(crate) fn collect_undelivered<A: Actor>(shared: &Shared<A>) -> usize {
-    let mut reader = shared.mailbox.reader();
-    let left = shared.mailbox.take_all(&mut reader);
-    let count = left.len();
-    for message in left {
-        shared.dead_letter(DeadLetterReason::Undelivered, Some(message));
-    }
-    count
-}
-
-/// Lets the registry hand out typed addresses: `Arc<dyn Any>` of the shared state.
-pub(crate) fn erase<A: Actor>(shared: &Arc<Shared<A>>) -> Arc<dyn Any + Send + Sync> {
-    Arc::clone(shared) as Arc<dyn Any + Send + Sync>
 }
