@@ -101,6 +101,9 @@ pub(crate) struct Cell<A: Actor> {
     pending: Option<Signal<Cell<A>>>,
     /// Return waiting control signals before the next batch.
     control_turn: bool,
+    /// The last batch ended on an empty pop: look again only when parking (which pops
+    /// after it marked the cell idle, so nothing pushed meanwhile is missed).
+    ran_dry: bool,
     exit: Option<Exit>,
     report: Option<ExitReport>,
 }
@@ -162,6 +165,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             started: false,
             pending: None,
             control_turn: false,
+            ran_dry: false,
             exit: None,
             report: Some(args.report),
         })
@@ -180,6 +184,8 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             return Ok(signal);
         }
         loop {
+            // Whether the control lane was found empty since the last batch.
+            let mut looked = false;
             if self.control_turn {
                 // After a batch or a command, every command waiting in the control lane is
                 // returned before the next batch: each waits behind one batch at most.
@@ -187,6 +193,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                     return Ok(Some(signal));
                 }
                 self.control_turn = false;
+                looked = true;
             }
             if let Some(first) = self.next_message() {
                 match self.run_batch(first).await {
@@ -208,7 +215,12 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 self.exit = Some(exit);
                 return Ok(None);
             }
-            if let Some(signal) = self.pending.take().or_else(|| mailbox_rx.try_recv().ok()) {
+            let waiting = match self.pending.take() {
+                Some(signal) => Some(signal),
+                None if looked => None,
+                None => mailbox_rx.try_recv().ok(),
+            };
+            if let Some(signal) = waiting {
                 self.control_turn = true;
                 return Ok(Some(signal));
             }
@@ -288,7 +300,7 @@ impl<A: Actor> Cell<A> {
             return Some(message);
         }
         let paused = self.shared.is_paused() && !self.shared.is_stopping();
-        if paused || self.halt.load(Relaxed) {
+        if std::mem::take(&mut self.ran_dry) || paused || self.halt.load(Relaxed) {
             return None;
         }
         self.shared.mailbox.pop(&mut self.reader)
@@ -366,6 +378,7 @@ impl<A: Actor> Cell<A> {
                     }
                     if taken < batch && !self.halt.load(Relaxed) {
                         next = self.shared.mailbox.pop(&mut self.reader);
+                        self.ran_dry = next.is_none();
                     }
                     continue;
                 }

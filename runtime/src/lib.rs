@@ -60,6 +60,7 @@ mod cell;
 pub mod checkpoint;
 mod config;
 pub mod dead_letter;
+mod deadline;
 pub mod error;
 mod mailbox;
 mod registry;

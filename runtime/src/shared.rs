@@ -18,6 +18,7 @@ use crate::{
     actor::Actor,
     checkpoint::CheckpointSink,
     dead_letter::{DeadLetter, DeadLetterReason, DeadLetters},
+    deadline::Deadlines,
     mailbox::Mailbox,
 };
 
@@ -84,6 +85,8 @@ pub(crate) struct Shared<A: Actor> {
     latest: Mutex<Option<Checkpoint>>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    /// The runtime's ask-deadline wheel.
+    pub(crate) deadlines: Deadlines,
 }
 
 impl<A: Actor> Shared<A> {
@@ -95,6 +98,7 @@ impl<A: Actor> Shared<A> {
         factory: Box<Factory<A>>,
         dead_letters: Arc<DeadLetters>,
         checkpoints: Option<Arc<dyn CheckpointSink>>,
+        deadlines: Deadlines,
     ) -> Self {
         Shared {
             name,
@@ -111,6 +115,7 @@ impl<A: Actor> Shared<A> {
             latest: Mutex::new(None),
             dead_letters,
             checkpoints,
+            deadlines,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::{
     checkpoint::CheckpointSink,
     config::RuntimeConfig,
     dead_letter::DeadLetters,
+    deadline::Deadlines,
     mailbox::{Dispatch, Mailbox},
     registry::{PoolTarget, Registry, Reservation, SupervisorTarget},
     shared::{ActorConfig, Factory, Shared},
@@ -27,6 +28,7 @@ pub(crate) struct SpawnEnv {
     pub(crate) registry: Arc<Registry>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    pub(crate) deadlines: Deadlines,
 }
 
 /// A single actor: a name, a factory (called again for every restart) and its settings.
@@ -243,6 +245,7 @@ impl<A: Actor> ActorSpec<A> {
             self.factory,
             Arc::clone(&rt.dead_letters),
             rt.checkpoints.clone(),
+            rt.deadlines.clone(),
         );
         (Arc::new(shared), self.restart)
     }
