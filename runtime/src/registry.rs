@@ -71,7 +71,7 @@ impl<A: Actor> Target for ActorChild<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        self.shared.collect_undelivered()
+        self.shared.retire()
     }
     fn inject_failure(&self, reason: String) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(ActorChild::inject_failure(self, reason))
@@ -129,7 +129,7 @@ impl<A: Actor> Target for PoolTarget<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        self.shared.collect_undelivered()
+        self.shared.retire()
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))

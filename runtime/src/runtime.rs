@@ -21,12 +21,14 @@ pub use crate::config::RuntimeConfig;
 use crate::{
     actor::Actor,
     addr::Addr,
+    cell::StartReport,
     checkpoint::CheckpointSink,
     dead_letter::DeadLetters,
     deadline::Deadlines,
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
     resource_group::{ResourceGroup, ResourceGroups},
+    shared::Services,
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
     supervisor::{
@@ -74,6 +76,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an actor's start-up may take (see [`RuntimeConfig::start_timeout`]).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// How long a stopping actor may take (see [`RuntimeConfig::stop_timeout`]).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stop_timeout = timeout;
+        self
+    }
+
     /// Largest pool size.
     pub fn max_pool_workers(mut self, max: u32) -> Self {
         self.config.max_pool_workers = max;
@@ -83,6 +97,13 @@ impl RuntimeBuilder {
     /// Dead-letter records kept in memory.
     pub fn dead_letters_retained(mut self, retained: usize) -> Self {
         self.config.dead_letters_retained = retained;
+        self
+    }
+
+    /// Bytes of undelivered messages the dead-letter sink keeps (see
+    /// [`RuntimeConfig::dead_letters_retained_bytes`]).
+    pub fn dead_letters_retained_bytes(mut self, bytes: usize) -> Self {
+        self.config.dead_letters_retained_bytes = bytes;
         self
     }
 
@@ -169,6 +190,7 @@ impl RuntimeBuilder {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
+            independent: true,
         }));
         let root_cell = {
             let _entered = handle.enter();
@@ -176,11 +198,16 @@ impl RuntimeBuilder {
         };
         let inner = Arc::new(RuntimeInner {
             env: SpawnEnv {
-                dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
+                services: Services {
+                    dead_letters: Arc::new(DeadLetters::new(
+                        config.dead_letters_retained,
+                        config.dead_letters_retained_bytes,
+                    )),
+                    checkpoints: self.checkpoints,
+                    deadlines: Deadlines::start(&handle),
+                },
                 config,
-                checkpoints: self.checkpoints,
                 registry: Arc::new(Registry::default()),
-                deadlines: Deadlines::start(&handle),
             },
             groups,
             root,
@@ -333,23 +360,42 @@ impl Runtime {
         let mut reservation = Reservation::new(&self.inner.env.registry);
         let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
         let names = self.inner.env.registry.commit(reservation)?;
-        let started = self.inner.root_cell.ask(AddChild { child, restart }).await;
-        match started {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.inner.env.registry.remove(&names);
-                let reason = match error {
-                    kameo::error::SendError::HandlerError(reason) => reason,
-                    _ => return Err(RuntimeError::ShutDown),
-                };
-                Err(RuntimeError::StartFailed {
-                    name: names
-                        .first()
-                        .map(|name| name.to_string())
-                        .unwrap_or_default(),
-                    reason,
-                })
-            }
+        // The root starts the child and moves on; this caller waits for the start-up (the
+        // cell reports it, bounded by the start timeout), so an actor may spawn actors from
+        // its own `on_start` or handlers without waiting on a busy supervisor.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let started: StartReport = Box::new(move |result| {
+            let _ = sender.send(result);
+        });
+        let sent = self
+            .inner
+            .root_cell
+            .tell(AddChild {
+                child,
+                restart,
+                started,
+            })
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(()) => receiver.await.map_err(|_| None),
+            Err(_) => Err(None),
+        };
+        let reason = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(reason)) => Some(reason),
+            Err(none) => none,
+        };
+        self.inner.env.registry.remove(&names);
+        match reason {
+            Some(reason) => Err(RuntimeError::StartFailed {
+                name: names
+                    .first()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default(),
+                reason,
+            }),
+            None => Err(RuntimeError::ShutDown),
         }
     }
 
@@ -438,7 +484,7 @@ impl Runtime {
 
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
-        &self.inner.env.dead_letters
+        &self.inner.env.services.dead_letters
     }
 
     /// Stops intake everywhere, halts every actor after its current message (children
@@ -457,8 +503,10 @@ impl Runtime {
         for (_, target) in &targets {
             target.close();
         }
+        // Every halt waits for the actor's `on_stop` (bounded by the stop timeout), children
+        // before parents; the root's own stop hook runs last.
         if self.inner.root_cell.ask(HaltAll).await.is_ok() {
-            self.inner.root_cell.wait_for_shutdown().await;
+            let _ = self.inner.root_cell.wait_for_shutdown_result().await;
         }
         let mut report = ShutdownReport::default();
         for (name, target) in &targets {
@@ -527,7 +575,7 @@ impl RuntimeObserver {
 
     /// Dead letters recorded so far.
     pub fn dead_letters(&self) -> u64 {
-        self.inner.env.dead_letters.count()
+        self.inner.env.services.dead_letters.count()
     }
 }
 
