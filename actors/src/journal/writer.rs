@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::journal::error::{JournalError, JournalResult};
+use crate::journal::log::Framing;
 use crate::journal::record::{Durability, PendingRecord};
 use crate::journal::replay::JournalReader;
 use crate::journal::Journal;
@@ -304,7 +305,10 @@ impl WriterLoop {
             .into_iter()
             .map(|request| (request.record, request.acknowledger))
             .unzip();
-        let seqs = match self.journal.write_unpublished(&records) {
+        let seqs = match self
+            .journal
+            .write_unpublished(&records, Framing::Independent)
+        {
             Ok(seqs) => seqs,
             Err(error) => {
                 for acknowledger in acknowledgers {
