@@ -23,10 +23,11 @@
 //! segment was synced before the next one was created, so damage there is real
 //! corruption and recovery refuses to guess.
 //!
-//! Finally recovery fsyncs the active segment and the directory: bytes that only lived in
-//! the page cache (an earlier process died before its sync, or its sync failed) are not
-//! built upon until they are durable, and a write-back error surfaces here, at open,
-//! instead of after new appends were acknowledged on top of them.
+//! Finally recovery rewrites the kept part of the active segment and fsyncs it and the
+//! directory: bytes that only lived in the page cache (an earlier process died before its
+//! sync, or its sync failed and the kernel marked the pages clean without writing them —
+//! PostgreSQL's fsync lesson) are not built upon until they are durable, and a write-back
+//! error surfaces here, at open, instead of after new appends were acknowledged on top.
 
 pub mod quarantine;
 mod scan;
@@ -262,6 +263,14 @@ fn recover_segment(
         } else {
             Verdict::Corrupt(cut)
         };
+    }
+    if is_last {
+        // Rewrite what was kept, so that the final fsync really writes it: after a
+        // failed fsync in an earlier process the kernel may hold these bytes as clean
+        // pages the disk never got, and an fsync alone would not write them again. The
+        // bytes are the ones already there, so a crash during the rewrite changes nothing.
+        file.write_at(0, &bytes[..scan.end_offset])
+            .map_err(|error| JournalError::from_write("rewriting", path.to_path_buf(), error))?;
     }
     if is_last && (bytes.len() as u64) < options.segment_bytes {
         // The preallocation did not survive: restore it (made durable with the tail).
