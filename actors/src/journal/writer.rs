@@ -12,6 +12,10 @@
 //! [`JournalWriter::append_with`], which runs on the writer thread: an async wrapper
 //! passes a closure that completes a `tokio::sync::oneshot` and awaits that, so this
 //! crate needs no async runtime. Callbacks must be quick and must not panic.
+//!
+//! Records sent through the writer are independent (each a batch of one, so a group
+//! commit may span segments). Records that must survive a crash together — raft entries
+//! and hard state — go through [`Journal::append_batch`] as one atomic batch.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
