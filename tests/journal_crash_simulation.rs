@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use support::{all_records, assert_contiguous, open_memory, payload, small_config};
 use vortex::actors::journal::io::MemoryFileSystem;
 use vortex::actors::journal::segment::{segment_path, SEGMENT_HEADER_BYTES};
-use vortex::actors::journal::{Durability, Journal, JournalError, PendingRecord};
+use vortex::actors::journal::{Durability, Journal, JournalConfig, JournalError, PendingRecord};
 
 /// What the test knows about the records it appended.
 #[derive(Default)]
@@ -295,4 +295,70 @@ fn a_batch_larger_than_a_segment_fails_whole() {
         (2..8).collect::<Vec<u64>>()
     );
     assert_eq!(journal.status().segments, 2);
+}
+
+#[test]
+fn a_restart_after_a_failed_fsync_makes_the_kept_tail_durable_before_appending() {
+    let config = JournalConfig {
+        max_record_bytes: 8192,
+        ..small_config(16 << 10)
+    };
+    let fs = MemoryFileSystem::new();
+    let (mut journal, _) = open_memory(&fs, config.clone());
+    let durable = PendingRecord::raw(1, b"synced".to_vec()).with_durability(Durability::Each);
+    journal.append(durable).unwrap();
+    // The cached record ends exactly at the first page boundary (header 32, first frame
+    // 40, this frame 32 + 3992), so later appends never dirty its pages again.
+    let mut cached_payload = b"cached".to_vec();
+    cached_payload.resize(3992, b'c');
+    let cached = PendingRecord::raw(1, cached_payload.clone()).with_durability(Durability::None);
+    journal.append(cached).unwrap();
+    // Write-back fails: the kernel drops the dirty page unwritten and marks it clean.
+    fs.fail_fsync_number(1);
+    assert!(journal.sync().unwrap_err().is_poisoned());
+    drop(journal);
+    // A new process on the same page cache sees (and keeps) the cached record ...
+    let (mut journal, _) = open_memory(&fs, config.clone());
+    assert_eq!(all_records(&journal).len(), 2);
+    let after = PendingRecord::raw(1, b"after".to_vec()).with_durability(Durability::Each);
+    assert_eq!(journal.append(after).unwrap(), 3);
+    // ... and made it durable before building on it: no crash can take it away now.
+    for seed in 0..20 {
+        let (reopened, _) = open_memory(&fs.crash(seed), config.clone());
+        let payloads: Vec<Vec<u8>> = all_records(&reopened)
+            .into_iter()
+            .map(|record| record.payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            [
+                b"synced".to_vec(),
+                cached_payload.clone(),
+                b"after".to_vec()
+            ],
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn a_half_prepared_segment_is_removed_and_reported() {
+    let fs = MemoryFileSystem::new();
+    let (mut journal, _) = open_memory(&fs, small_config(4096));
+    journal
+        .append(PendingRecord::raw(1, b"one".to_vec()))
+        .unwrap();
+    drop(journal);
+    let leftover = std::path::PathBuf::from(format!(
+        "{}.new",
+        segment_path(std::path::Path::new("/journal"), 2).display()
+    ));
+    fs.write_durable_file(
+        &leftover,
+        &vortex::actors::journal::segment::encode_header(2),
+    );
+    let (journal, report) = open_memory(&fs, small_config(4096));
+    assert_eq!(report.abandoned_segments, vec![leftover.clone()]);
+    assert!(fs.read_file(&leftover).is_none());
+    assert_eq!(all_records(&journal).len(), 1);
 }
