@@ -75,4 +75,4 @@ pub use record::{Durability, PendingRecord, Record};
 pub use recovery::{Cut, RecoveryMode, RecoveryReport};
 pub use replay::{JournalReader, JournalStatus, LatencySummary, Replay};
 pub use vortex_messages::journal::CheckpointTaken;
-pub use writer::{JournalWriter, Ticket, WriterConfig};
+pub use writer::{BatchTicket, JournalWriter, Ticket, WriterConfig};
