@@ -6,15 +6,18 @@
 //! overrides [`kameo::Actor::next`], which is how kameo asks an actor for its next signal,
 //! and runs this loop there:
 //!
-//! 1. anything waiting in the control lane is returned to kameo first (handled at once);
+//! 1. after a batch or a command, every command waiting in the control lane is returned to
+//!    kameo (handled at once), before anything else;
 //! 2. otherwise, unless paused, it pops and handles one *batch*: at most `batch_size`
 //!    messages, handled one after another, then back to step 1;
 //! 3. with nothing to do it parks on both the control lane and the data mailbox's wake-up
-//!    slot (see `mailbox::dispatch`), and goes back to step 1 when either fires.
+//!    slot (see `mailbox::dispatch`). Woken by data, it goes to step 2; woken by a
+//!    command, it first handles one batch of what was already queued (messages sent before
+//!    the command), then the command.
 //!
-//! So a control command waits behind at most the batch in progress, however many wake-ups,
-//! `Resume`s or commands came before it, and nothing is sent through kameo to make a cell
-//! drain: there is no wake-up message and no lock on the wake-up path.
+//! So a control command waits behind at most one batch, however many wake-ups, `Resume`s
+//! or commands came before it, and nothing is sent through kameo to make a cell drain:
+//! there is no wake-up message and no lock on the wake-up path.
 //!
 //! This module knows nothing of supervisors: a cell reports how it ended through the
 //! [`ExitReport`] it was started with.
