@@ -359,6 +359,10 @@ async fn top_level_actors_have_independent_budgets_and_back_off() {
         .await;
     }
     assert_eq!(rt.status("looping").unwrap().state, ActorState::Failed);
+    assert!(
+        looping.is_closed(),
+        "past its budget it will never run again"
+    );
     // `steady` lives on, and its first crash waits its own first back-off (100 ms), not the
     // grown delay of `looping`.
     assert_eq!(rt.status("steady").unwrap().state, ActorState::Running);
@@ -433,10 +437,19 @@ async fn dead_letter_retention_is_bounded_by_bytes() {
 #[tokio::test]
 async fn a_stopped_pool_releases_its_name_and_refuses_scale() {
     let rt = Runtime::builder().build().unwrap();
-    rt.spawn_pool("pool", 3, || Blob).await.unwrap();
+    let pool = rt.spawn_pool("pool", 3, || Blob).await.unwrap();
+    rt.control("pool", Control::Pause).await.unwrap();
+    pool.try_tell([0; 1024]).unwrap();
     assert_eq!(
         rt.control("pool", Control::Stop).await.unwrap(),
         ControlReply::Stopping
+    );
+    assert!(
+        matches!(
+            rt.control("pool", Control::Scale { n: 5 }).await,
+            Err(ControlError::NotRunning { .. }) | Err(ControlError::UnknownActor(_))
+        ),
+        "a stopping pool takes no new workers"
     );
     support::wait_until(
         "the pool's name is released",
@@ -450,5 +463,50 @@ async fn a_stopped_pool_releases_its_name_and_refuses_scale() {
     );
     // The name can be used again.
     rt.spawn_pool("pool", 1, || Blob).await.unwrap();
+    rt.shutdown().await;
+}
+
+/// Records which worker handled each message; each takes a few milliseconds.
+struct Tagged(Arc<Mutex<Vec<usize>>>);
+
+impl Actor for Tagged {
+    type Message = ();
+    async fn handle(&mut self, _: (), ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        self.0.lock().unwrap().push(ctx.worker_index());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_workers_get_work_after_many_resumes_and_scale_replies_what_runs() {
+    let rt = Runtime::builder().build().unwrap();
+    let seen: Arc<Mutex<Vec<usize>>> = Default::default();
+    let s = Arc::clone(&seen);
+    let pool = rt
+        .spawn_pool("tagged", 1, move || Tagged(Arc::clone(&s)))
+        .await
+        .unwrap();
+    rt.control("tagged", Control::Pause).await.unwrap();
+    for _ in 0..60 {
+        pool.try_tell(()).unwrap();
+    }
+    for _ in 0..100 {
+        rt.control("tagged", Control::Resume).await.unwrap();
+        rt.control("tagged", Control::Pause).await.unwrap();
+    }
+    assert_eq!(
+        rt.control("tagged", Control::Scale { n: 4 }).await.unwrap(),
+        ControlReply::Scaled { from: 1, to: 4 }
+    );
+    rt.control("tagged", Control::Resume).await.unwrap();
+    support::wait_until("all handled", Duration::from_secs(20), || {
+        seen.lock().unwrap().len() == 60
+    })
+    .await;
+    let mut workers = seen.lock().unwrap().clone();
+    workers.sort_unstable();
+    workers.dedup();
+    assert!(workers.len() >= 3, "only workers {workers:?} got work");
     rt.shutdown().await;
 }

@@ -99,7 +99,12 @@ impl<A: Actor> Target for PoolTarget<A> {
         Box::pin(async move {
             match command {
                 Control::Scale { n } => {
-                    let Some(cell) = self.supervisor.cell() else {
+                    // A pool that is stopping (or stopped) takes no new workers.
+                    let cell = self
+                        .supervisor
+                        .cell()
+                        .filter(|_| !self.shared.is_stopping() && !self.shared.is_retired());
+                    let Some(cell) = cell else {
                         return Err(ControlError::NotRunning {
                             actor: self.shared.name.to_string(),
                             command: "scale".into(),
