@@ -23,8 +23,8 @@ pub struct RuntimeConfig {
     pub max_pool_workers: u32,
     /// Dead-letter records kept in memory; the count is always exact (default 10 000).
     pub dead_letters_retained: usize,
-    /// Bytes of undelivered messages the dead-letter sink keeps, each counted at its type's
-    /// size (default 16 MiB); past it the oldest records go first.
+    /// Bytes of undelivered messages the dead-letter sink keeps, each counted at its own
+    /// size (`size_of_val`; default 16 MiB); past it the oldest records go first.
     pub dead_letters_retained_bytes: usize,
     /// Restart intensity of the root supervisor (default: 20 within 10 s).
     pub root_intensity: Intensity,

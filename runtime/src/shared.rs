@@ -176,15 +176,12 @@ impl<A: Actor> Shared<A> {
     /// Records a message that was taken but not handled.
     pub(crate) fn dead_letter(&self, reason: DeadLetterReason, message: Option<A::Message>) {
         self.stats.dead_letters.fetch_add(1, Relaxed);
-        self.dead_letters.push(
-            DeadLetter {
-                actor: self.name.to_string(),
-                reason,
-                message_type: std::any::type_name::<A::Message>(),
-                message: message.map(|message| Box::new(message) as Box<dyn std::any::Any + Send>),
-            },
-            std::mem::size_of::<A::Message>(),
-        );
+        self.dead_letters.push(DeadLetter {
+            actor: self.name.to_string(),
+            reason,
+            message_type: std::any::type_name::<A::Message>(),
+            message: message.map(|message| Box::new(message) as Box<dyn std::any::Any + Send>),
+        });
     }
 
     /// Stores a fresh snapshot under the next epoch: in memory, and durably through the
