@@ -510,3 +510,126 @@ async fn new_workers_get_work_after_many_resumes_and_scale_replies_what_runs() {
     assert!(workers.len() >= 3, "only workers {workers:?} got work");
     rt.shutdown().await;
 }
+
+/// Fails its start-up on the attempts listed in `fail_on` (1-based, per name).
+struct Picky {
+    name: String,
+    journal: Events,
+    attempt: Arc<Mutex<u32>>,
+    fail_on: Vec<u32>,
+}
+
+impl Actor for Picky {
+    type Message = Hook;
+    async fn on_start(&mut self, _: &mut Context<Self>) -> Result<(), ActorError> {
+        let attempt = {
+            let mut attempt = self.attempt.lock().unwrap();
+            *attempt += 1;
+            *attempt
+        };
+        if self.fail_on.contains(&attempt) {
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("fail {}", self.name));
+            return Err("start refused".into());
+        }
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
+        Ok(())
+    }
+    async fn handle(&mut self, message: Hook, _: &mut Context<Self>) -> Result<(), ActorError> {
+        match message {
+            Hook::Crash => panic!("crash requested"),
+            Hook::Ping(reply) => reply.send(()),
+            Hook::StopForGood => {}
+        }
+        Ok(())
+    }
+}
+
+fn picky(name: &str, journal: &Events, fail_on: Vec<u32>) -> ActorSpec<Picky> {
+    let (name, journal) = (name.to_string(), journal.clone());
+    let attempt = Arc::new(Mutex::new(0));
+    ActorSpec::new(name.clone(), move || Picky {
+        name: name.clone(),
+        journal: journal.clone(),
+        attempt: Arc::clone(&attempt),
+        fail_on: fail_on.clone(),
+    })
+}
+
+async fn b_ping(rt: &Runtime) {
+    let b: Addr<Picky> = rt.lookup("b").unwrap();
+    b.ask(Hook::Ping).await.unwrap();
+}
+
+#[tokio::test]
+async fn restarts_run_in_start_order_even_when_one_fails() {
+    support::quiet_panics("crash requested");
+    let rt = Runtime::builder().build().unwrap();
+    let journal: Events = Default::default();
+    let tree = SupervisorSpec::new("ordered", Strategy::OneForAll)
+        .backoff(Backoff::none())
+        .child(picky("a", &journal, vec![]))
+        .child(picky("b", &journal, vec![2]))
+        .child(picky("c", &journal, vec![]));
+    rt.start_supervisor(tree).await.unwrap();
+    journal.lock().unwrap().clear();
+    let a: Addr<Picky> = rt.lookup("a").unwrap();
+    a.tell(Hook::Crash).await.unwrap();
+    support::wait_until("the set restarted", Duration::from_secs(10), || {
+        events(&journal).iter().any(|e| e == "start c")
+    })
+    .await;
+    b_ping(&rt).await;
+    let log = events(&journal);
+    // First round: a, then b fails its start; one-for-all: that failure restarts the whole
+    // set again from the top, in start order (c, still waiting for its turn, goes with it).
+    assert_eq!(
+        log,
+        ["start a", "fail b", "start a", "start b", "start c"],
+        "{log:?}"
+    );
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_leaves_no_second_cell_on_a_mailbox() {
+    support::quiet_panics("crash requested");
+    let rt = Runtime::builder().build().unwrap();
+    let journal: Events = Default::default();
+    let tree = SupervisorSpec::new("fragile", Strategy::OneForOne)
+        .intensity(Intensity::new(1, Duration::from_secs(60)))
+        .backoff(Backoff::none())
+        .child(hooked("leaf", &journal, Duration::from_millis(5)));
+    rt.start_supervisor(tree).await.unwrap();
+    let leaf: Addr<Hooked> = rt.lookup("leaf").unwrap();
+    let sampler = {
+        let observer = rt.observer();
+        tokio::spawn(async move {
+            let mut most = 0;
+            for _ in 0..20_000 {
+                if let Ok(status) = observer.status("leaf") {
+                    most = most.max(status.workers);
+                }
+                tokio::task::yield_now().await;
+            }
+            most
+        })
+    };
+    // Crash past the tree's budget: it escalates, the root restarts the tree.
+    for _ in 0..6 {
+        let _ = leaf.tell(Hook::Crash).await;
+        tokio::task::yield_now().await;
+    }
+    support::wait_until("the tree came back", Duration::from_secs(10), || {
+        rt.status("fragile")
+            .is_ok_and(|s| s.restarts >= 1 && s.state == ActorState::Running)
+    })
+    .await;
+    assert!(sampler.await.unwrap() <= 1, "two cells drained one mailbox");
+    rt.shutdown().await;
+}

@@ -77,8 +77,9 @@ pub(crate) struct SupervisorCell {
     next_id: u64,
     /// The supervisor-wide intensity (trees and pools; unused at the root).
     budget: RestartBudget,
-    /// Children due for a restart, in start order, started one at a time.
-    queue: VecDeque<u64>,
+    /// Children due for a restart (id, restart token), in start order, started one at a
+    /// time; an entry whose token is no longer the child's is stale.
+    queue: VecDeque<(u64, u64)>,
     /// The child of the restart queue whose start-up is in progress.
     starting: Option<u64>,
     report: Option<ExitReport>,
@@ -267,13 +268,13 @@ impl SupervisorCell {
     /// Starts queued restarts one at a time, in the order they were queued.
     fn pump(&mut self) {
         while self.starting.is_none() {
-            let Some(id) = self.queue.pop_front() else {
+            let Some((id, token)) = self.queue.pop_front() else {
                 return;
             };
             let Some(index) = self.index_of(id) else {
                 continue;
             };
-            if self.slots[index].state != SlotState::Pending {
+            if self.slots[index].state != SlotState::Pending || self.slots[index].token != token {
                 continue;
             }
             self.slots[index].child.note_restart();
@@ -363,12 +364,19 @@ impl SupervisorCell {
     }
 
     async fn schedule_restart(&mut self, index: usize, exit: &Exit, delay: Duration) {
+        // A child waiting for its own restart belongs to the set too: the set restarts
+        // again, in start order, from the top.
+        let members_of: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|slot| slot.state != SlotState::Down)
+            .collect();
         let live: Vec<bool> = self
             .slots
             .iter()
             .map(|slot| matches!(slot.state, SlotState::Running | SlotState::Starting))
             .collect();
-        let set = restart_set(self.plan.strategy, index, &live);
+        let set = restart_set(self.plan.strategy, index, &members_of);
         let failed_id = self.slots[index].id;
         // Halt the siblings that go down with it, youngest first (each bounded by its stop
         // timeout). A `Temporary` sibling goes down with it but is never restarted.
@@ -556,7 +564,7 @@ impl Message<RestartDue> for SupervisorCell {
                 .index_of(id)
                 .is_some_and(|index| self.slots[index].token == token);
             if due {
-                self.queue.push_back(id);
+                self.queue.push_back((id, token));
             }
         }
         self.pump();
