@@ -21,7 +21,6 @@ pub use crate::config::RuntimeConfig;
 use crate::{
     actor::Actor,
     addr::Addr,
-    cell::StartReport,
     checkpoint::CheckpointSink,
     dead_letter::DeadLetters,
     deadline::Deadlines,
@@ -32,7 +31,7 @@ use crate::{
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
     supervisor::{
-        AddChild, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
+        start_adopted, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
         SupervisorPlan,
     },
 };
@@ -191,6 +190,7 @@ impl RuntimeBuilder {
             max_workers: 0,
             status: Default::default(),
             independent: true,
+            ids: Default::default(),
         }));
         let root_cell = {
             let _entered = handle.enter();
@@ -360,31 +360,25 @@ impl Runtime {
         let mut reservation = Reservation::new(&self.inner.env.registry);
         let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
         let names = self.inner.env.registry.commit(reservation)?;
-        // The root starts the child and moves on; this caller waits for the start-up (the
-        // cell reports it, bounded by the start timeout), so an actor may spawn actors from
-        // its own `on_start` or handlers without waiting on a busy supervisor.
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let started: StartReport = Box::new(move |result| {
-            let _ = sender.send(result);
-        });
-        let sent = self
-            .inner
-            .root_cell
-            .tell(AddChild {
-                child,
-                restart,
-                started,
-            })
-            .send()
-            .await;
-        let outcome = match sent {
-            Ok(()) => receiver.await.map_err(|_| None),
-            Err(_) => Err(None),
-        };
-        let reason = match outcome {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(reason)) => Some(reason),
-            Err(none) => none,
+        // The child starts from this task and the root adopts it: no round trip through the
+        // root, which never waits for a start, so an actor may spawn actors from its own
+        // `on_start` or handlers. The start-up is bounded by the start timeout.
+        let started = start_adopted(
+            &self.inner.root_cell,
+            &self.inner.root.plan,
+            Arc::clone(&child),
+            restart,
+        )
+        .await;
+        let reason = match started {
+            // A shutdown that began meanwhile may have halted the root before it adopted
+            // the child: halt it here, so nothing runs past `shutdown()`.
+            Ok(()) if self.inner.phase.load(SeqCst) != RUNNING => {
+                child.halt().await;
+                None
+            }
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
         };
         self.inner.env.registry.remove(&names);
         match reason {

@@ -313,6 +313,7 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
             max_workers: max,
             status: Default::default(),
             independent: false,
+            ids: Default::default(),
         };
         let supervisor = Arc::new(SupervisorChild::registered(
             plan,
@@ -348,6 +349,7 @@ impl Instantiate for SupervisorSpec {
             max_workers: 0,
             status: Default::default(),
             independent: false,
+            ids: Default::default(),
         };
         let supervisor = Arc::new(SupervisorChild::new(plan));
         reservation.add(

@@ -74,7 +74,6 @@ pub(crate) struct SupervisorArgs {
 pub(crate) struct SupervisorCell {
     plan: SupervisorPlan,
     slots: Vec<Slot>,
-    next_id: u64,
     /// The supervisor-wide intensity (trees and pools; unused at the root).
     budget: RestartBudget,
     /// Children due for a restart (id, restart token), in start order, started one at a
@@ -106,12 +105,44 @@ struct RestartDue {
     members: Vec<(u64, u64)>,
 }
 
-/// Adds and starts a child (the root supervisor, for `Runtime::spawn`). `started` hears
-/// how its first start-up went.
-pub(crate) struct AddChild {
-    pub(crate) child: Arc<dyn Child>,
-    pub(crate) restart: Restart,
-    pub(crate) started: StartReport,
+/// Takes over a child its spawner is starting (see [`start_adopted`]).
+struct AdoptChild {
+    id: u64,
+    child: Arc<dyn Child>,
+    restart: Restart,
+}
+
+/// Starts `child` from the caller's task under `supervisor` (the root, for
+/// `Runtime::spawn`), without a round trip through the supervisor: the supervisor is told
+/// to adopt it first (so it hears of the child before any report of it), then the child is
+/// started here, reporting to the supervisor as if the supervisor had started it. Resolves
+/// with the start-up result; `Err(None)` when the supervisor is gone.
+pub(crate) async fn start_adopted(
+    supervisor: &ActorRef<SupervisorCell>,
+    plan: &SupervisorPlan,
+    child: Arc<dyn Child>,
+    restart: Restart,
+) -> Result<(), Option<String>> {
+    let id = plan.ids.fetch_add(1, SeqCst);
+    let adopt = AdoptChild {
+        id,
+        child: Arc::clone(&child),
+        restart,
+    };
+    supervisor.tell(adopt).send().await.map_err(|_| None)?;
+    let generation = 1;
+    let report = exit_report(supervisor.clone(), id, generation);
+    let to_supervisor = supervisor.clone();
+    let started: StartReport = Box::new(move |result: Result<(), String>| {
+        let _ = to_supervisor
+            .tell(ChildStarted {
+                id,
+                generation,
+                result,
+            })
+            .try_send();
+    });
+    child.start(report, started).await.map_err(Some)
 }
 
 /// Resizes a pool.
@@ -131,7 +162,6 @@ impl kameo::Actor for SupervisorCell {
         let mut cell = SupervisorCell {
             plan,
             slots: Vec::new(),
-            next_id: 0,
             budget,
             queue: VecDeque::new(),
             starting: None,
@@ -190,8 +220,12 @@ impl SupervisorCell {
     }
 
     fn add_slot(&mut self, child: Arc<dyn Child>, restart: Restart, spawned: bool) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.plan.ids.fetch_add(1, SeqCst);
+        self.insert_slot(id, child, restart, spawned);
+        id
+    }
+
+    fn insert_slot(&mut self, id: u64, child: Arc<dyn Child>, restart: Restart, spawned: bool) {
         // At the root each child has its own restart budget; in a tree, restarts count
         // against the supervisor's, and a child's budget only keeps its back-off.
         let intensity = if self.plan.independent {
@@ -213,7 +247,6 @@ impl SupervisorCell {
             ever_started: false,
         });
         self.plan.status.children.fetch_add(1, SeqCst);
-        id
     }
 
     /// The lowest pool worker index no slot holds.
@@ -571,15 +604,17 @@ impl Message<RestartDue> for SupervisorCell {
     }
 }
 
-impl Message<AddChild> for SupervisorCell {
+impl Message<AdoptChild> for SupervisorCell {
     type Reply = ();
 
-    async fn handle(&mut self, message: AddChild, _: &mut Ctx) {
+    async fn handle(&mut self, message: AdoptChild, _: &mut Ctx) {
         self.plan
             .children()
             .push((Arc::clone(&message.child), message.restart));
-        let id = self.add_slot(message.child, message.restart, true);
-        drop(self.start_slot(id, Some(message.started)));
+        self.insert_slot(message.id, message.child, message.restart, true);
+        let index = self.slots.len() - 1;
+        self.slots[index].generation = 1;
+        self.slots[index].state = SlotState::Starting;
     }
 }
 

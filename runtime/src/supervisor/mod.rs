@@ -24,7 +24,7 @@ use vortex_messages::ActorState;
 
 use crate::cell::{ExitReport, StartReport};
 use cell::SupervisorArgs;
-pub(crate) use cell::{AddChild, HaltAll, ScalePool, SupervisorCell};
+pub(crate) use cell::{start_adopted, HaltAll, ScalePool, SupervisorCell};
 use child::{start_watch, Child, StartWait};
 pub use policy::{Backoff, Intensity, Restart, Strategy};
 
@@ -88,6 +88,9 @@ pub(crate) struct SupervisorPlan {
     /// Each child has its own restart budget (the root): one child's crash loop never
     /// fails its siblings or the supervisor.
     pub(crate) independent: bool,
+    /// Child ids, shared by every incarnation of this supervisor and by spawners that
+    /// start children for it (see `start_adopted`).
+    pub(crate) ids: Arc<AtomicU64>,
 }
 
 /// A supervisor as a child of another supervisor (or of the runtime's root).
