@@ -11,7 +11,7 @@ pub struct RuntimeConfig {
     pub mailbox_capacity: usize,
     /// Messages handled per batch before control commands get a turn (default 64).
     pub batch_size: usize,
-    /// Deadline of [`Addr::ask`] (default 5 s).
+    /// Deadline of [`Addr::ask`](crate::Addr::ask) (default 5 s).
     pub ask_timeout: Duration,
     /// How long an actor's start-up (factory, `restore`, `on_start`) may take before it
     /// counts as a start failure (default 5 s).

@@ -6,7 +6,7 @@
 //! strategy is data here, per supervisor instance.
 //!
 //! - `policy`: the pure rules.
-//! - `child`: the type-erased [`child::Child`] a supervisor holds.
+//! - `child`: the type-erased `Child` a supervisor holds.
 //! - `cell`: the supervisor cell (also used for pools and the root).
 
 mod cell;
