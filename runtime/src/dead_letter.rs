@@ -7,7 +7,7 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
     },
 };
 
@@ -56,7 +56,16 @@ impl fmt::Debug for DeadLetter {
 
 /// A runtime's dead-letter sink. The count is exact; the records kept are the most recent
 /// `retain` ones (older records are dropped from memory, never from the count).
+///
+/// Cloning it is cheap and yields a handle to the *same* sink, so a subsystem that handles
+/// its own failures (a device launcher putting a faulted batch aside without failing) can
+/// keep one: `rt.dead_letters().clone()`.
+#[derive(Clone)]
 pub struct DeadLetters {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     total: AtomicU64,
     retain: usize,
     records: Mutex<VecDeque<DeadLetter>>,
@@ -65,38 +74,49 @@ pub struct DeadLetters {
 impl DeadLetters {
     pub(crate) fn new(retain: usize) -> Self {
         DeadLetters {
-            total: AtomicU64::new(0),
-            retain,
-            records: Mutex::new(VecDeque::new()),
+            inner: Arc::new(Inner {
+                total: AtomicU64::new(0),
+                retain,
+                records: Mutex::new(VecDeque::new()),
+            }),
         }
     }
 
+    /// Records a message that will not be handled, counted like the runtime's own dead
+    /// letters. For subsystems that take a message out of the flow themselves (a batch a
+    /// device could not run); `letter.message` keeps the message for inspection.
+    pub fn record(&self, letter: DeadLetter) {
+        self.push(letter);
+    }
+
     pub(crate) fn push(&self, letter: DeadLetter) {
-        self.total.fetch_add(1, Relaxed);
+        let inner = &*self.inner;
+        inner.total.fetch_add(1, Relaxed);
         tracing::debug!(actor = %letter.actor, reason = ?letter.reason, "dead letter");
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        if records.len() >= self.retain {
+        let mut records = inner.records.lock().unwrap_or_else(PoisonError::into_inner);
+        if records.len() >= inner.retain {
             records.pop_front();
         }
-        if self.retain > 0 {
+        if inner.retain > 0 {
             records.push_back(letter);
         }
     }
 
     /// Every dead letter ever recorded in this runtime.
     pub fn count(&self) -> u64 {
-        self.total.load(Relaxed)
+        self.inner.total.load(Relaxed)
     }
 
     /// Takes the records kept so far (oldest first); the count is unchanged.
     pub fn drain(&self) -> Vec<DeadLetter> {
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut records = (self.inner.records.lock()).unwrap_or_else(PoisonError::into_inner);
         records.drain(..).collect()
     }
 
     /// How many records are kept now.
     pub fn len(&self) -> usize {
-        self.records
+        self.inner
+            .records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
@@ -105,6 +125,15 @@ impl DeadLetters {
     /// Whether no record is kept now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("count", &self.count())
+            .field("kept", &self.len())
+            .finish()
     }
 }
 
