@@ -98,7 +98,11 @@ pub fn pick(scores: &[Option<f64>], cursor: usize) -> Option<usize> {
         let index = (cursor + offset) % len;
         if let Some(score) = scores[index] {
             // Strictly better only: an equal score later in the cycle loses the tie.
-            if best.map_or(true, |(_, b)| score > b + SCORE_EPSILON) {
+            let better = match best {
+                None => true,
+                Some((_, b)) => score > b + SCORE_EPSILON,
+            };
+            if better {
                 best = Some((index, score));
             }
         }
@@ -378,7 +382,8 @@ mod tests {
 
     #[test]
     fn pick_table() {
-        let table: [(&str, Vec<Option<f64>>, usize, Option<usize>); 8] = [
+        type Case = (&'static str, Vec<Option<f64>>, usize, Option<usize>);
+        let table: [Case; 8] = [
             ("no devices", vec![], 0, None),
             ("none in rotation", vec![None, None], 0, None),
             (

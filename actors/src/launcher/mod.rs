@@ -15,16 +15,16 @@
 //! [`source`](crate::source)).
 //!
 //! # Layout
-//! - [`device`]: [`ComputeDevice`], [`DeviceBuffer`], [`DeviceKind`], one batch's run.
-//! - [`cpu`]: [`CpuDevice`], the CPU backend on its own resource group.
-//! - [`kernel`]: the [`Kernel`] trait, [`KernelRegistry`], the built-in [`MlpKernel`].
-//! - [`core`]: pure logic — [`score`], [`pick`], [`FaultWindow`], [`BusyWindow`],
+//! - [`device`] — [`ComputeDevice`], [`DeviceBuffer`], [`DeviceKind`], one batch's run.
+//! - [`cpu`] — [`CpuDevice`], the CPU backend on its own resource group.
+//! - [`kernel`] — the [`Kernel`] trait, [`KernelRegistry`], the built-in [`MlpKernel`].
+//! - [`core`] — pure logic — [`score`], [`pick`], [`FaultWindow`], [`BusyWindow`],
 //!   [`StallMeter`].
-//! - [`config`]: [`LauncherConfig`].
-//! - [`stats`]: [`LauncherStats`], shared by launcher, router and reports.
-//! - [`actor`]: [`Launcher`], [`LauncherHandle`], [`LaunchRequest`].
-//! - [`router`]: [`Router`].
-//! - [`error`]: [`KernelError`], [`DeviceError`], [`LauncherError`].
+//! - [`config`] — [`LauncherConfig`].
+//! - [`stats`] — [`LauncherStats`], shared by launcher, router and reports.
+//! - [`actor`] — [`Launcher`], [`LauncherHandle`], [`LaunchRequest`].
+//! - [`router`] — [`Router`].
+//! - [`error`] — [`KernelError`], [`DeviceError`], [`LauncherError`].
 //!
 //! # Example
 //! ```

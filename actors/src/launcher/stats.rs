@@ -132,6 +132,12 @@ impl LauncherStats {
             .ratio()
     }
 
+    /// Forgets the data-stall history: the next batch starts a new measurement (between
+    /// benchmark rounds, or after the pipeline was reconfigured).
+    pub fn restart_stall_meter(&self) {
+        *self.stall.lock().unwrap_or_else(PoisonError::into_inner) = StallMeter::default();
+    }
+
     /// A consistent-enough copy of every counter (each read atomically on its own).
     pub fn snapshot(&self) -> LauncherSnapshot {
         LauncherSnapshot {

@@ -4,8 +4,8 @@
 //! batch on, and `Status` shows the size in force.
 //!
 //! # Layout
-//! - [`core`]: [`image_batch`], the pure batch maker.
-//! - [`actor`]: [`ImageSource`], [`SourceConfig`], [`SourceHandle`], [`SourceMessage`].
+//! - [`core`] — [`image_batch`], the pure batch maker.
+//! - [`actor`] — [`ImageSource`], [`SourceConfig`], [`SourceHandle`], [`SourceMessage`].
 //!
 //! # Example
 //! ```

@@ -1,0 +1,113 @@
+//! Equal-terms A/B measurement shared by the pipeline-vs-hand-written benches.
+//!
+//! Two passes measure the same two variants: criterion (each variant's samples recorded
+//! through `iter_custom`) and an interleaved pass (the variants alternate round by round,
+//! so load from other processes hits both alike). A ratio is reported only when the two
+//! passes agree within [`AGREEMENT`]; otherwise the bench says they disagree and reports
+//! none.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+/// The largest relative difference between the two passes' ratios that still counts as
+/// agreement.
+pub const AGREEMENT: f64 = 0.20;
+
+/// Seconds per round recorded by criterion's `iter_custom` (warm-up included).
+#[derive(Clone, Default)]
+pub struct Recorder(Rc<RefCell<Vec<f64>>>);
+
+impl Recorder {
+    /// Times `iterations` rounds of `round` and records the mean per round.
+    pub fn time<F: FnMut()>(&self, iterations: u64, mut round: F) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            round();
+        }
+        let elapsed = start.elapsed();
+        self.0
+            .borrow_mut()
+            .push(elapsed.as_secs_f64() / iterations.max(1) as f64);
+        elapsed
+    }
+
+    /// The median seconds per round of the later half of the samples (past warm-up).
+    pub fn median(&self) -> f64 {
+        let samples = self.0.borrow();
+        median(samples[samples.len() / 2..].to_vec())
+    }
+}
+
+/// The median of `values` (NaN when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs `a` and `b` alternately for `rounds` rounds each; median seconds per round of each.
+pub fn interleaved(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    let mut samples = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for offset in 0..2 {
+            let variant = (round + offset) % 2;
+            let start = Instant::now();
+            if variant == 0 {
+                a();
+            } else {
+                b();
+            }
+            samples[variant].push(start.elapsed().as_secs_f64());
+        }
+    }
+    let [a, b] = samples.map(median);
+    (a, b)
+}
+
+/// Prints both passes' ratios (`hand seconds / pipeline seconds`, so > 1 means the
+/// pipeline is faster) and whether they agree; returns the agreed ratio.
+pub fn report(label: &str, criterion_ratio: f64, interleaved_ratio: f64, goal: f64) -> Option<f64> {
+    let spread =
+        (criterion_ratio - interleaved_ratio).abs() / criterion_ratio.max(interleaved_ratio);
+    if spread <= AGREEMENT {
+        let verdict = if criterion_ratio.min(interleaved_ratio) >= goal {
+            "met"
+        } else {
+            "NOT met"
+        };
+        println!(
+            "{label}: ratio pipeline/hand criterion {criterion_ratio:.2}, interleaved {interleaved_ratio:.2} \
+             (agree within {:.0}%); goal >= {goal:.2}: {verdict}",
+            AGREEMENT * 100.0
+        );
+        Some(criterion_ratio.min(interleaved_ratio))
+    } else {
+        println!(
+            "{label}: passes DISAGREE (criterion {criterion_ratio:.2}, interleaved {interleaved_ratio:.2}, \
+             spread {:.0}% > {:.0}%): no ratio reported",
+            spread * 100.0,
+            AGREEMENT * 100.0
+        );
+        None
+    }
+}
+
+/// The first `threads` cores this process may run on (wrapping), for pinning both
+/// variants the same way; `None` when they cannot be read.
+pub fn cores(threads: usize) -> Option<Vec<usize>> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        return None;
+    }
+    Some((0..threads).map(|i| ids[i % ids.len()]).collect())
+}
