@@ -32,11 +32,12 @@ async fn prefetch_depth_bounds_the_batches_held_ahead_and_changes_live() {
     // Batch 0 is on the device (held by the gate), batch 1 is held ahead, and the router
     // waits: depth 1 means one ahead, never two.
     let deadline = Duration::from_secs(10);
-    support::wait_until("one batch held ahead", deadline, || {
-        stats.snapshot().queued == 1
+    // (Routed 2 implies batch 0 was taken: with depth 1, batch 1 gets a place only then.)
+    let router = Arc::clone(&rig.router);
+    support::wait_until("one batch running, one held ahead", deadline, || {
+        router.routed() == [2] && stats.snapshot().queued == 1
     })
     .await;
-    assert_eq!(rig.router.routed(), vec![2]);
     assert_eq!(stats.prefetch_depth(), 1);
 
     // A command waits for the batch in progress (held by the gate), then goes before the
@@ -56,11 +57,10 @@ async fn prefetch_depth_bounds_the_batches_held_ahead_and_changes_live() {
     // The waiting router wakes and fills the deeper queue: batch 1 on the device (held),
     // batches 2–5 ahead.
     support::wait_until("four batches held ahead", deadline, || {
-        stats.snapshot().queued == 4
+        router.routed() == [6] && stats.snapshot().queued == 4
     })
     .await;
     assert_eq!(stats.snapshot().max_queued, 4);
-    assert_eq!(rig.router.routed(), vec![6]);
 
     for _ in 0..5 {
         permit.send(()).expect("the kernel waits for permits");

@@ -28,7 +28,14 @@ async fn the_demo_pipeline_runs_on_cpu_devices_and_reports_per_launcher() {
         assert!(launcher.in_rotation);
     }
     let text = report.render(Duration::from_secs(1));
-    for needle in ["router", "LAUNCHER", "STALL%", "COMPUTE_MS", "launcher-1", "cpu:1"] {
+    for needle in [
+        "router",
+        "LAUNCHER",
+        "STALL%",
+        "COMPUTE_MS",
+        "launcher-1",
+        "cpu:1",
+    ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
 }

@@ -384,7 +384,7 @@ fn main() {
     let input = batches();
     let mut stalls = Vec::new();
     let (pipeline_i, hand_i) = ab::interleaved(
-        12,
+        40,
         || stalls.push(pipeline.round(input.clone())),
         || hand.round(&input),
     );
@@ -397,6 +397,16 @@ fn main() {
         BATCHES as f64 / hand_i,
         ab::median(stalls) * 100.0
     );
-    ab::report("end to end", hand_c / pipeline_c, hand_i / pipeline_i, 0.9);
-    ab::report("cpu mlp vs gemm direct", gemm_ratio_c, gemm_ratio_i, 0.8);
+    ab::report(
+        "end to end",
+        hand_c / pipeline_c,
+        hand_i / pipeline_i,
+        Some(0.9),
+    );
+    ab::report(
+        "cpu mlp vs gemm direct",
+        gemm_ratio_c,
+        gemm_ratio_i,
+        Some(0.8),
+    );
 }

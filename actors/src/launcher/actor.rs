@@ -149,17 +149,13 @@ impl Launcher {
         });
     }
 
-    /// Handles a device fault: dead letter, telemetry, fault budget, maybe out of rotation.
+    /// Handles a device fault: fault budget (maybe out of rotation), then dead letter and
+    /// telemetry — in that order, so whoever sees the dead letter also sees the rotation.
     fn fault(&self, batch: PreparedBatch, error: DeviceError) {
         let shared = &self.shared;
         let stats = &shared.stats;
         stats.record_fault();
         tracing::warn!(launcher = %shared.name, batch = batch.id, %error, "device fault");
-        self.dead_letter(
-            Box::new(batch),
-            std::any::type_name::<PreparedBatch>(),
-            error.to_string(),
-        );
         let spent = (stats.fault_window.lock())
             .unwrap_or_else(PoisonError::into_inner)
             .record(Instant::now());
@@ -171,6 +167,11 @@ impl Launcher {
                 "fault budget spent: device out of rotation until `resume`"
             );
         }
+        self.dead_letter(
+            Box::new(batch),
+            std::any::type_name::<PreparedBatch>(),
+            error.to_string(),
+        );
     }
 
     /// Forwards a finished batch and records it.
