@@ -127,7 +127,7 @@ impl Launcher {
     /// Puts a batch the launcher could not finish into the dead-letter sink and telemetry.
     fn dead_letter(
         &self,
-        batch: Box<dyn std::any::Any + Send>,
+        batch: Option<Box<dyn std::any::Any + Send>>,
         type_name: &'static str,
         reason: String,
     ) {
@@ -145,7 +145,7 @@ impl Launcher {
             actor: shared.name.to_string(),
             reason: DeadLetterReason::Failed(reason),
             message_type: type_name,
-            message: Some(batch),
+            message: batch,
         });
     }
 
@@ -168,7 +168,7 @@ impl Launcher {
             );
         }
         self.dead_letter(
-            Box::new(batch),
+            Some(Box::new(batch)),
             std::any::type_name::<PreparedBatch>(),
             error.to_string(),
         );
@@ -215,12 +215,13 @@ impl Launcher {
             pool.put(batch.data);
         }
         if let Err(error) = shared.downstream.send(finished).await {
-            // The output is gone with the closed stage; the batch is accounted for here.
-            tracing::warn!(launcher = %shared.name, %error, "next stage refused a finished batch");
+            // The output went with the closed stage (a refused `send` does not hand it
+            // back); the batch is accounted for here, without its payload.
+            tracing::warn!(launcher = %shared.name, batch = batch.id, %error, "next stage refused a finished batch");
             self.dead_letter(
-                Box::new(batch.id),
+                None,
                 std::any::type_name::<FinishedBatch>(),
-                error.to_string(),
+                format!("batch {}: {error}", batch.id),
             );
         }
     }

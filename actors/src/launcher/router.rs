@@ -105,7 +105,14 @@ impl Router {
     /// Routes one batch: waits for a place, sends it, or dead-letters it.
     pub async fn route(&self, batch: PreparedBatch) {
         let index = loop {
-            // Register interest before looking, so a place freed in between is not missed.
+            // Fast path: a place is free (no allocation, no registration).
+            match self.reserve() {
+                Ok(index) => break index,
+                Err(false) => return self.no_device(batch),
+                Err(true) => {}
+            }
+            // All full: register interest, then look again, so a place freed in between
+            // is not missed; wait for any launcher to signal a change.
             let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = self
                 .launchers
                 .iter()
