@@ -44,7 +44,7 @@ const ITEMS: u32 = 32;
 const FEATURES: usize = (3 * SIDE * SIDE) as usize;
 const HIDDEN: usize = 128;
 const OUTPUTS: usize = 10;
-const BATCHES: u64 = 48;
+const BATCHES: u64 = 192;
 const GEMM_ROWS: usize = 256;
 
 fn threads() -> usize {
@@ -384,7 +384,7 @@ fn main() {
     let input = batches();
     let mut stalls = Vec::new();
     let (pipeline_i, hand_i) = ab::interleaved(
-        40,
+        20,
         || stalls.push(pipeline.round(input.clone())),
         || hand.round(&input),
     );
