@@ -128,3 +128,49 @@ fn builtin_mlp_output_matches_the_reference_end_to_end() {
     assert_eq!(output.shape, vec![2, 3]);
     assert_eq!(device.memory_in_use(), 0, "buffers are freed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_is_a_fault_reported_to_telemetry_with_the_error() {
+    use vortex::actors::launcher::{ComputeDevice, CpuDevice, Launcher, LauncherConfig};
+    use vortex::actors::telemetry::{TelemetryEvent, TelemetryPublisher};
+    use vortex::runtime::{resource_group::ResourceGroup, DeadLetterReason, Runtime};
+
+    let rt = Runtime::builder().build().expect("runtime");
+    let telemetry = TelemetryPublisher::spawn(&rt, "telemetry", 64)
+        .await
+        .expect("publisher");
+    let mut events = telemetry.subscribe();
+    let group = Arc::new(ResourceGroup::new("tiny-device", 1, None).expect("group"));
+    // 64 bytes of device memory: a 2 × 16 f32 batch (128 bytes) cannot be allocated.
+    let device = ComputeDevice::Cpu(CpuDevice::new(7, group, 64, Duration::from_millis(50)));
+    let kernel = Arc::new(MlpKernel::seeded(launcher_support::FEATURES, 8, 3, 1));
+    let config = LauncherConfig::new("launcher-7", device, kernel).telemetry(telemetry.clone());
+    let (sink, _finished) = tokio::sync::mpsc::channel(4);
+    let launcher = Launcher::spawn(&rt, config, sink).await.expect("launcher");
+    launcher.addr().tell(batch(1).into()).await.expect("sent");
+
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(TelemetryEvent::DeadLettered(event)) => break event.reason,
+                Some(_) => continue,
+                None => panic!("telemetry closed"),
+            }
+        }
+    })
+    .await
+    .expect("a DeadLettered event");
+    assert!(reason.contains("out of memory"), "{reason}");
+    let letters = rt.dead_letters().drain();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        matches!(&letters[0].reason, DeadLetterReason::Failed(text) if text.contains("out of memory"))
+    );
+    assert_eq!(launcher.stats().snapshot().faults, 1);
+    assert_eq!(
+        launcher.device().memory_in_use(),
+        0,
+        "nothing leaked on the error path"
+    );
+    rt.shutdown().await;
+}
