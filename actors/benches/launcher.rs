@@ -145,10 +145,11 @@ impl HandLoop {
         out
     }
 
-    fn round(&self, batches: &[RawBatch]) {
+    /// One round; takes the batches by value and frees them, as the pipeline does.
+    fn round(&self, batches: Vec<RawBatch>) {
         self.pool.install(|| {
-            batches.par_iter().for_each(|batch| {
-                let x = self.normalize(batch);
+            batches.into_par_iter().for_each(|batch| {
+                let x = self.normalize(&batch);
                 black_box(self.mlp.forward(&x, batch.items as usize));
             })
         });
@@ -246,18 +247,31 @@ fn end_to_end(criterion: &mut Criterion, pipeline: &Pipeline, hand: &HandLoop) -
     let label = format!("{BATCHES}x[{ITEMS}x{SIDE}x{SIDE}]_mlp{HIDDEN}");
     group.bench_function(BenchmarkId::new("actor_pipeline", &label), |bencher| {
         bencher.iter_custom(|n| {
-            let mut total = Duration::ZERO;
-            for _ in 0..n {
-                let round = input.clone();
-                total += pipeline_times.time(1, || {
-                    pipeline.round(round.clone());
-                });
-            }
-            total
+            ab::timed_rounds(
+                &pipeline_times,
+                n,
+                || {
+                    ab::settle();
+                    input.clone()
+                },
+                |round| {
+                    pipeline.round(round);
+                },
+            )
         })
     });
     group.bench_function(BenchmarkId::new("hand_loop", &label), |bencher| {
-        bencher.iter_custom(|n| hand_times.time(n, || hand.round(&input)))
+        bencher.iter_custom(|n| {
+            ab::timed_rounds(
+                &hand_times,
+                n,
+                || {
+                    ab::settle();
+                    input.clone()
+                },
+                |round| hand.round(round),
+            )
+        })
     });
     group.finish();
     (pipeline_times.median(), hand_times.median())
@@ -326,8 +340,9 @@ fn gemm(criterion: &mut Criterion, weights: &MlpWeights) -> (f64, f64) {
     bench.finish();
     let (kernel_inter, raw_inter) = ab::interleaved(
         30,
-        || cpu.launch(&kernel, &input, GEMM_ROWS, &mut output).unwrap(),
-        || {
+        || (),
+        |()| cpu.launch(&kernel, &input, GEMM_ROWS, &mut output).unwrap(),
+        |()| {
             group.install(|| {
                 vortex_gemm::sgemm(
                     GEMM_ROWS,
@@ -385,8 +400,12 @@ fn main() {
     let mut stalls = Vec::new();
     let (pipeline_i, hand_i) = ab::interleaved(
         20,
-        || stalls.push(pipeline.round(input.clone())),
-        || hand.round(&input),
+        || {
+            ab::settle();
+            input.clone()
+        },
+        |round| stalls.push(pipeline.round(round)),
+        |round| hand.round(round),
     );
     println!(
         "end to end, {threads} threads: criterion pipeline {:.0} batches/s, hand loop {:.0}; \

@@ -169,23 +169,28 @@ fn throughput(
         let (actor_times, raw_times) = (ab::Recorder::default(), ab::Recorder::default());
         benches.bench_function(BenchmarkId::new("actor_pipeline", &label), |bencher| {
             bencher.iter_custom(|n| {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    let round = batches.clone();
-                    let mut round = Some(round);
-                    total += actor_times.time(1, || pipeline.round(round.take().unwrap()));
-                }
-                total
+                ab::timed_rounds(
+                    &actor_times,
+                    n,
+                    || {
+                        ab::settle();
+                        batches.clone()
+                    },
+                    |round| pipeline.round(round),
+                )
             })
         });
         benches.bench_function(BenchmarkId::new("raw_rayon", &label), |bencher| {
             bencher.iter_custom(|n| {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    let mut round = Some(batches.clone());
-                    total += raw_times.time(1, || raw.round(round.take().unwrap(), pixels));
-                }
-                total
+                ab::timed_rounds(
+                    &raw_times,
+                    n,
+                    || {
+                        ab::settle();
+                        batches.clone()
+                    },
+                    |round| raw.round(round, pixels),
+                )
             })
         });
         medians.push((actor_times.median(), raw_times.median()));
@@ -206,8 +211,12 @@ fn interleaved_ratio(
     let pixels = (side * side) as usize;
     let (actor, hand) = ab::interleaved(
         rounds,
-        || pipeline.round(batches.clone()),
-        || raw.round(batches.clone(), pixels),
+        || {
+            ab::settle();
+            batches.clone()
+        },
+        |round| pipeline.round(round),
+        |round| raw.round(round, pixels),
     );
     let gigabytes = batches.iter().map(|batch| batch.data.len()).sum::<usize>() as f64 / 1e9;
     println!(

@@ -17,6 +17,17 @@ use std::{
 /// agreement.
 pub const AGREEMENT: f64 = 0.20;
 
+/// How long a round's setup waits, outside the timed region, so that the threads of the
+/// variant that ran before (rayon workers spin a while after their last task, tokio
+/// workers before they park) are asleep when the next round starts: no other pool spins
+/// while a variant is timed.
+pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// Waits [`SETTLE`] (call it in a round's setup, never inside the timed region).
+pub fn settle() {
+    std::thread::sleep(SETTLE);
+}
+
 /// Seconds per round recorded by criterion's `iter_custom` (warm-up included).
 #[derive(Clone, Default)]
 pub struct Recorder(Rc<RefCell<Vec<f64>>>);
@@ -51,23 +62,46 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Runs `a` and `b` alternately for `rounds` rounds each; median seconds per round of each.
-pub fn interleaved(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+/// Runs `a` and `b` alternately for `rounds` rounds each, each on a fresh input from
+/// `setup` (made outside the timed region); median seconds per round of each.
+pub fn interleaved<T>(
+    rounds: usize,
+    mut setup: impl FnMut() -> T,
+    mut a: impl FnMut(T),
+    mut b: impl FnMut(T),
+) -> (f64, f64) {
     let mut samples = [Vec::new(), Vec::new()];
     for round in 0..rounds {
         for offset in 0..2 {
             let variant = (round + offset) % 2;
+            let input = setup();
             let start = Instant::now();
             if variant == 0 {
-                a();
+                a(input);
             } else {
-                b();
+                b(input);
             }
             samples[variant].push(start.elapsed().as_secs_f64());
         }
     }
     let [a, b] = samples.map(median);
     (a, b)
+}
+
+/// Times one round of `round` on an input made by `setup` outside the timed region, and
+/// records it; for criterion's `iter_custom`, call it `iterations` times and sum.
+pub fn timed_rounds<T>(
+    recorder: &Recorder,
+    iterations: u64,
+    mut setup: impl FnMut() -> T,
+    mut round: impl FnMut(T),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        let mut input = Some(setup());
+        total += recorder.time(1, || round(input.take().expect("one input per round")));
+    }
+    total
 }
 
 /// Prints both passes' ratios (`hand seconds / pipeline seconds`, so > 1 means the
@@ -106,8 +140,12 @@ pub fn report(
 }
 
 /// The first `threads` cores this process may run on (wrapping), for pinning both
-/// variants the same way; `None` when they cannot be read.
+/// variants the same way; `None` when they cannot be read, or when the environment sets
+/// `VORTEX_BENCH_UNPINNED` (both variants then run unpinned, still on equal terms).
 pub fn cores(threads: usize) -> Option<Vec<usize>> {
+    if std::env::var_os("VORTEX_BENCH_UNPINNED").is_some() {
+        return None;
+    }
     let mut ids: Vec<usize> = core_affinity::get_core_ids()?
         .into_iter()
         .map(|c| c.id)
