@@ -4,7 +4,8 @@
 //!    device (one pinned thread each) → sink, against a hand-written loop doing the same
 //!    normalise → MLP forward with the same GEMM crate (`vortex-gemm` over
 //!    matrixmultiply), batch-parallel on a pool of the same number of threads pinned to
-//!    the same cores. Reports batches/s of both, the ratio (goal ≥ 0.9) and the pipeline's
+//!    the same cores, into per-task buffers it reuses (as the pipeline reuses pooled ones).
+//!    Reports batches/s of both, the ratio (goal ≥ 0.9) and the pipeline's
 //!    data-stall ratio (goal ≤ 5 % with enough preprocessor workers).
 //! 2. The MLP kernel launched on a CPU device against the two GEMMs of the same shapes
 //!    called directly on the same device thread: GFLOP/s of both (goal ≥ 0.8×).
@@ -95,23 +96,33 @@ impl MlpWeights {
         MlpKernel::new(FEATURES, HIDDEN, OUTPUTS, w.w1, w.b1, w.w2, w.b2).expect("sizes")
     }
 
-    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut hidden = vec![0.0; rows * HIDDEN];
-        vortex_gemm::sgemm(rows, FEATURES, HIDDEN, 1.0, x, &self.w1, 0.0, &mut hidden).unwrap();
+    /// The forward pass into reused scratch buffers (`hidden`, `out`).
+    fn forward(&self, x: &[f32], rows: usize, hidden: &mut Vec<f32>, out: &mut Vec<f32>) {
+        hidden.resize(rows * HIDDEN, 0.0);
+        vortex_gemm::sgemm(rows, FEATURES, HIDDEN, 1.0, x, &self.w1, 0.0, hidden).unwrap();
         for row in hidden.chunks_exact_mut(HIDDEN) {
             for (v, b) in row.iter_mut().zip(&self.b1) {
                 *v = (*v + b).max(0.0);
             }
         }
-        let mut out = vec![0.0; rows * OUTPUTS];
-        vortex_gemm::sgemm(rows, HIDDEN, OUTPUTS, 1.0, &hidden, &self.w2, 0.0, &mut out).unwrap();
+        out.resize(rows * OUTPUTS, 0.0);
+        vortex_gemm::sgemm(rows, HIDDEN, OUTPUTS, 1.0, hidden, &self.w2, 0.0, out).unwrap();
         for row in out.chunks_exact_mut(OUTPUTS) {
             for (v, b) in row.iter_mut().zip(&self.b2) {
                 *v += b;
             }
         }
-        out
     }
+}
+
+/// Per-task scratch of the hand loop, reused from batch to batch (as the pipeline reuses
+/// pooled buffers), so the baseline does not pay an allocation and its page faults per
+/// batch.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    hidden: Vec<f32>,
+    out: Vec<f32>,
 }
 
 impl HandLoop {
@@ -130,9 +141,9 @@ impl HandLoop {
         }
     }
 
-    fn normalize(&self, batch: &RawBatch) -> Vec<f32> {
+    fn normalize(&self, batch: &RawBatch, out: &mut Vec<f32>) {
         let pixels = (SIDE * SIDE) as usize;
-        let mut out = vec![0.0f32; batch.data.len()];
+        out.resize(batch.data.len(), 0.0);
         for (image, planes) in out.chunks_exact_mut(3 * pixels).enumerate() {
             let input = &batch.data[image * 3 * pixels..][..3 * pixels];
             for (channel, plane) in planes.chunks_exact_mut(pixels).enumerate() {
@@ -142,16 +153,20 @@ impl HandLoop {
                 }
             }
         }
-        out
     }
 
     /// One round; takes the batches by value and frees them, as the pipeline does.
     fn round(&self, batches: Vec<RawBatch>) {
         self.pool.install(|| {
-            batches.into_par_iter().for_each(|batch| {
-                let x = self.normalize(&batch);
-                black_box(self.mlp.forward(&x, batch.items as usize));
-            })
+            batches
+                .into_par_iter()
+                .for_each_init(Scratch::default, |scratch, batch| {
+                    self.normalize(&batch, &mut scratch.x);
+                    let rows = batch.items as usize;
+                    self.mlp
+                        .forward(&scratch.x, rows, &mut scratch.hidden, &mut scratch.out);
+                    black_box(&scratch.out);
+                })
         });
     }
 }
