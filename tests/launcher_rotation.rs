@@ -100,3 +100,38 @@ async fn with_no_device_in_rotation_a_batch_is_dead_lettered_not_lost() {
     assert_eq!(rig.rt.dead_letters().count(), 2);
     rig.rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_waiting_on_a_launcher_that_stops_dead_letters_instead_of_hanging() {
+    use launcher_support::GatedKernel;
+    let (gated, permit) = GatedKernel::new();
+    let mut rig = rig(
+        vec![Arc::new(gated) as Arc<dyn Kernel>],
+        FaultBudget::default(),
+        1,
+    )
+    .await;
+    rig.router.route(batch(0)).await; // taken: held on the device by the gate
+    rig.router.route(batch(1)).await; // held ahead (depth 1)
+    let router = Arc::clone(&rig.router);
+    let waiting = tokio::spawn(async move { router.route(batch(2)).await });
+    // The command waits for the batch in progress: release batch 0, then it is served.
+    let observer = rig.rt.observer();
+    let stop = tokio::spawn(async move { observer.control("launcher-0", Control::Stop).await });
+    permit.send(()).expect("gate");
+    assert_eq!(stop.await.expect("stop task"), Ok(ControlReply::Stopping));
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the router gave up on the stopped launcher")
+        .expect("route task");
+    assert_eq!(rig.router.unroutable(), 1);
+    let letters = rig.rt.dead_letters().drain();
+    assert_eq!(letters.len(), 1);
+    let letter = letters.into_iter().next().expect("one letter");
+    assert_eq!(letter.downcast::<PreparedBatch>().map(|b| b.id), Some(2));
+    // The stopping launcher still finishes what it had queued.
+    permit.send(()).expect("gate");
+    rig.settle(3).await;
+    assert_eq!(rig.outputs.len(), 2);
+    rig.rt.shutdown().await;
+}

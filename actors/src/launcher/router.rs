@@ -5,7 +5,8 @@
 //! batch (a preprocessor worker), so routing costs no extra mailbox hop. It only sends to
 //! launchers in rotation with a free prefetch place; when every one in rotation is full it
 //! waits (back-pressure to the preprocessor) until one has room. When none is in rotation
-//! the batch goes to the dead-letter sink: every batch ends finished or dead-lettered.
+//! (or every one has stopped) the batch goes to the dead-letter sink: every batch ends
+//! finished or dead-lettered.
 
 use std::{
     future::{poll_fn, Future},
@@ -24,6 +25,10 @@ use crate::{
     },
     preprocessor::{Downstream, SendFuture},
 };
+
+/// How long a router waiting for room goes without looking again (a launcher that
+/// stopped while full never signals).
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Routes prepared batches across launchers. Cheap to share behind an `Arc`.
 pub struct Router {
@@ -82,10 +87,8 @@ impl Router {
             .launchers
             .iter()
             .map(|launcher| {
-                launcher
-                    .stats()
-                    .in_rotation()
-                    .then(|| score(&launcher.signals(), &self.weights))
+                let available = launcher.stats().in_rotation() && !launcher.addr().is_closed();
+                available.then(|| score(&launcher.signals(), &self.weights))
             })
             .collect();
         if scores.iter().all(Option::is_none) {
@@ -125,7 +128,9 @@ impl Router {
                 Ok(index) => break index,
                 Err(false) => return self.no_device(batch),
                 Err(true) => {
-                    poll_fn(|cx| {
+                    // A launcher that stops while full never signals again: look again
+                    // at least every `RECHECK`, so a stopped launcher cannot hold us.
+                    let woken = poll_fn(|cx| {
                         let woken = waits
                             .iter_mut()
                             .any(|wait| wait.as_mut().poll(cx).is_ready());
@@ -134,8 +139,8 @@ impl Router {
                         } else {
                             Poll::Pending
                         }
-                    })
-                    .await
+                    });
+                    let _ = tokio::time::timeout(RECHECK, woken).await;
                 }
             }
         };
