@@ -1,38 +1,76 @@
-//! The cell: the kameo actor that hosts one incarnation of a user actor.
+//! The cell: the kameo actor that hosts one incarnation of a user actor, and drives its own
+//! batch loop.
 //!
-//! kameo's own mailbox is the *control lane*: it carries `Drain` wake-ups and control
-//! commands. Data messages live in the address's mailbox. A `Drain` handles at most one
-//! batch and then queues the next `Drain` behind whatever control commands arrived
-//! meanwhile, so a command is answered within one batch even when the data mailbox is full.
+//! kameo's own mailbox is the *control lane*: it carries control commands, fault injection
+//! and kameo's lifecycle signals. Data messages live in the address's mailbox. The cell
+//! overrides [`kameo::Actor::next`], which is how kameo asks an actor for its next signal,
+//! and runs this loop there:
+//!
+//! 1. after a batch or a command, every command waiting in the control lane is returned to
+//!    kameo (handled at once), before anything else;
+//! 2. otherwise, unless paused, it pops and handles one *batch*: at most `batch_size`
+//!    messages, handled one after another, then back to step 1;
+//! 3. with nothing to do it parks on both the control lane and the data mailbox's wake-up
+//!    slot (see `mailbox::dispatch`). Woken by data, it goes to step 2; woken by a
+//!    command, it first handles one batch of what was already queued (messages sent before
+//!    the command), then the command.
+//!
+//! So a control command waits behind at most one batch, however many wake-ups, `Resume`s
+//! or commands came before it, and nothing is sent through kameo to make a cell drain:
+//! there is no wake-up message and no lock on the wake-up path.
+//!
+//! This module knows nothing of supervisors: a cell reports how it ended through the
+//! [`ExitReport`] it was started with.
 
 use std::{
+    future::poll_fn,
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst},
         Arc,
     },
+    task::Poll,
 };
 
 use futures::FutureExt;
 use kameo::{
     actor::{ActorRef, WeakActorRef},
     error::ActorStopReason,
+    mailbox::{MailboxReceiver, Signal},
     message::{Context as KameoContext, Message},
 };
 use tracing::Instrument;
 use vortex_messages::{ActorState, Control, ControlError, ControlReply};
 
 use crate::{
-    actor::{Actor, Context},
+    actor::{Actor, Context, Ending},
     addr::Addr,
-    child::{Exit, ExitReport},
     dead_letter::{panic_text, DeadLetterReason},
-    mailbox::{Reader, Wake},
+    mailbox::Reader,
     shared::Shared,
 };
 
-/// Control-lane message: drain one batch of the data mailbox.
-pub(crate) struct Drain;
+/// How one incarnation of a cell (or of a supervisor) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It stopped for good on request: `Control::Stop` after draining its mailbox, or
+    /// `Context::stop`.
+    Stopped,
+    /// The actor asked for a fresh incarnation (`Context::restart`).
+    Normal,
+    /// Its supervisor halted it (restart of a sibling, scale-down, shutdown).
+    Halted,
+    /// It failed: handler error or panic, start failure, escalation from below.
+    Failed(String),
+}
+
+/// Where a cell reports its exit, once, after its `on_stop` hook finished. Not called when
+/// its start-up failed (that goes to the [`StartReport`]).
+pub(crate) type ExitReport = Box<dyn FnOnce(Exit) + Send>;
+
+/// Where a cell reports how its start-up went (factory, `restore`, `on_start` within the
+/// start timeout), once.
+pub(crate) type StartReport = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Control-lane message: a control command.
 pub(crate) struct ControlCommand(pub(crate) Control);
@@ -55,6 +93,7 @@ pub(crate) struct CellArgs<A: Actor> {
     pub(crate) worker: usize,
     pub(crate) halt: Arc<AtomicBool>,
     pub(crate) report: ExitReport,
+    pub(crate) started: StartReport,
 }
 
 pub(crate) struct Cell<A: Actor> {
@@ -64,17 +103,19 @@ pub(crate) struct Cell<A: Actor> {
     shared: Arc<Shared<A>>,
     worker: usize,
     halt: Arc<AtomicBool>,
+    /// A message popped while parking, handled first by the next batch.
+    stash: Option<A::Message>,
+    /// kameo's start-up signal was seen: batches may run.
+    started: bool,
+    /// A control signal received while parked, returned after at most one batch.
+    pending: Option<Signal<Cell<A>>>,
+    /// Return waiting control signals before the next batch.
+    control_turn: bool,
+    /// The last batch ended on an empty pop: look again only when parking (which pops
+    /// after it marked the cell idle, so nothing pushed meanwhile is missed).
+    ran_dry: bool,
     exit: Option<Exit>,
-    report: ExitReport,
-    this: ActorRef<Cell<A>>,
-}
-
-struct CellWaker<A: Actor>(ActorRef<Cell<A>>);
-
-impl<A: Actor> Wake for CellWaker<A> {
-    fn wake(&self) {
-        let _ = self.0.tell(Drain).try_send();
-    }
+    report: Option<ExitReport>,
 }
 
 async fn build_actor<A: Actor>(
@@ -109,7 +150,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
     type Args = CellArgs<A>;
     type Error = CellFailure;
 
-    async fn on_start(args: CellArgs<A>, this: ActorRef<Self>) -> Result<Self, CellFailure> {
+    async fn on_start(args: CellArgs<A>, _: ActorRef<Self>) -> Result<Self, CellFailure> {
         let shared = args.shared;
         let mut ctx = Context::new(
             Addr {
@@ -117,18 +158,27 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             },
             args.worker,
         );
-        let actor = build_actor(&shared, &mut ctx).await?;
-        shared
-            .mailbox
-            .dispatch
-            .attach(args.worker, Arc::new(CellWaker(this.clone())));
+        let built =
+            tokio::time::timeout(shared.config.start_timeout, build_actor(&shared, &mut ctx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CellFailure(format!(
+                        "on_start did not finish within the start timeout ({:?})",
+                        shared.config.start_timeout
+                    )))
+                });
+        let actor = match built {
+            Ok(actor) => actor,
+            Err(failure) => {
+                (args.started)(Err(failure.0.clone()));
+                return Err(failure);
+            }
+        };
+        (args.started)(Ok(()));
         shared.workers.fetch_add(1, SeqCst);
         if !shared.is_stopping() {
             shared.set_live_state();
         }
-        // The first drain is sent by whoever started the cell, once kameo has finished
-        // starting it (see `ActorChild::start`): a `Drain` queued here would run before
-        // kameo's own start-up signal, and a cell failing on it would never be "started".
         Ok(Cell {
             actor,
             ctx,
@@ -136,10 +186,80 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             shared,
             worker: args.worker,
             halt: args.halt,
+            stash: None,
+            started: false,
+            pending: None,
+            control_turn: false,
+            ran_dry: false,
             exit: None,
-            report: args.report,
-            this,
+            report: Some(args.report),
         })
+    }
+
+    async fn next(
+        &mut self,
+        _: WeakActorRef<Self>,
+        mailbox_rx: &mut MailboxReceiver<Self>,
+    ) -> Result<Option<Signal<Self>>, CellFailure> {
+        if !self.started {
+            // Until kameo has seen its own start-up signal, only signals flow: a batch that
+            // failed now would end a cell kameo never reported as started.
+            let signal = mailbox_rx.recv().await;
+            self.started = matches!(signal, Some(Signal::StartupFinished));
+            return Ok(signal);
+        }
+        loop {
+            // Whether the control lane was found empty since the last batch.
+            let mut looked = false;
+            if self.control_turn {
+                // After a batch or a command, every command waiting in the control lane is
+                // returned before the next batch: each waits behind one batch at most.
+                if let Some(signal) = self.pending.take().or_else(|| mailbox_rx.try_recv().ok()) {
+                    return Ok(Some(signal));
+                }
+                self.control_turn = false;
+                looked = true;
+            }
+            if let Some(first) = self.next_message() {
+                match self.run_batch(first).await {
+                    Batch::Done => {
+                        self.control_turn = true;
+                        continue;
+                    }
+                    Batch::Exit(exit) => {
+                        self.exit = Some(exit);
+                        return Ok(None);
+                    }
+                    Batch::Failed(reason) => {
+                        self.exit = Some(Exit::Failed(reason.clone()));
+                        return Err(CellFailure(reason));
+                    }
+                }
+            }
+            if let Some(exit) = self.exit_due() {
+                self.exit = Some(exit);
+                return Ok(None);
+            }
+            let waiting = match self.pending.take() {
+                Some(signal) => Some(signal),
+                None if looked => None,
+                None => mailbox_rx.try_recv().ok(),
+            };
+            if let Some(signal) = waiting {
+                self.control_turn = true;
+                return Ok(Some(signal));
+            }
+            tokio::select! {
+                biased;
+                signal = mailbox_rx.recv() => match signal {
+                    // Woken by a command: one batch of what was queued first (data sent
+                    // before the command is handled before it), then the command.
+                    Some(signal) => self.pending = Some(signal),
+                    None => return Ok(None),
+                },
+                () = self.wait_for_work() => {}
+            }
+        }
     }
 
     async fn on_stop(
@@ -147,8 +267,17 @@ impl<A: Actor> kameo::Actor for Cell<A> {
         _: WeakActorRef<Self>,
         reason: ActorStopReason,
     ) -> Result<(), CellFailure> {
-        self.shared.mailbox.dispatch.detach(self.worker);
+        if let Some(message) = self.stash.take() {
+            // Popped while parking and never handled: it is still owed to a consumer. The
+            // supervisor decides (restart: next incarnation; for good: undelivered).
+            self.shared
+                .dead_letter(DeadLetterReason::Undelivered, Some(message));
+        }
         self.shared.workers.fetch_sub(1, SeqCst);
+        self.shared
+            .mailbox
+            .dispatch
+            .detach(self.worker, !self.shared.mailbox.is_empty());
         let exit = self.exit.take().unwrap_or_else(|| match reason {
             ActorStopReason::Panicked(error) => Exit::Failed(format!("cell panicked: {error}")),
             _ => Exit::Halted,
@@ -158,49 +287,130 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 .catch_unwind()
                 .await;
         }
-        self.report.send(exit);
+        if let Some(report) = self.report.take() {
+            report(exit);
+        }
         Ok(())
     }
 }
 
 /// The outcome of one batch.
 enum Batch {
-    /// Took a full batch: more may be waiting.
-    Full,
-    /// Ran the mailbox dry.
-    Dry,
+    /// Handled every message it took; look for control commands, then for more.
+    Done,
     /// The handler failed on a message.
     Failed(String),
-    /// The actor called `Context::stop`.
-    Exit,
+    /// The actor called `Context::stop` (`Stopped`) or `Context::restart` (`Normal`).
+    Exit(Exit),
 }
 
 impl<A: Actor> Cell<A> {
-    /// Handles up to one batch. Counters are updated once per batch, not per message.
-    async fn run_batch(&mut self) -> Batch {
+    /// Why this incarnation must end now, if it must.
+    fn exit_due(&self) -> Option<Exit> {
+        if self.halt.load(Relaxed) {
+            return Some(Exit::Halted);
+        }
+        if self.shared.is_stopping() && self.shared.mailbox.is_empty() {
+            self.shared.set_state(ActorState::Stopped);
+            return Some(Exit::Stopped);
+        }
+        None
+    }
+
+    /// The first message of the next batch: the stashed one (already taken: handled even
+    /// if a halt or a pause arrived meanwhile), else the oldest queued, unless this
+    /// incarnation must end or is paused.
+    fn next_message(&mut self) -> Option<A::Message> {
+        if let Some(message) = self.stash.take() {
+            return Some(message);
+        }
+        let paused = self.shared.is_paused() && !self.shared.is_stopping();
+        if std::mem::take(&mut self.ran_dry) || paused || self.halt.load(Relaxed) {
+            return None;
+        }
+        self.shared.mailbox.pop(&mut self.reader)
+    }
+
+    /// Parks until there is work or a reason to look again (halt, `Resume`, `Stop`). A
+    /// message found while parking is stashed, so a cancelled wait loses nothing.
+    async fn wait_for_work(&mut self) {
+        let Cell {
+            shared,
+            reader,
+            stash,
+            halt,
+            worker,
+            ..
+        } = self;
+        let dispatch = &shared.mailbox.dispatch;
+        poll_fn(|cx| {
+            if stash.is_some() || halt.load(SeqCst) {
+                return Poll::Ready(());
+            }
+            if shared.is_paused() && !shared.is_stopping() {
+                dispatch.listen(*worker, cx.waker());
+                return if shared.is_paused() && !halt.load(SeqCst) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                };
+            }
+            dispatch.park(*worker, cx.waker());
+            shared.mailbox.wake_senders();
+            if let Some(message) = shared.mailbox.pop(reader) {
+                dispatch.busy(*worker);
+                *stash = Some(message);
+                return Poll::Ready(());
+            }
+            if halt.load(SeqCst)
+                || (shared.is_stopping() && shared.mailbox.is_empty())
+                || (shared.is_paused() && !shared.is_stopping())
+            {
+                dispatch.busy(*worker);
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Handles up to one batch, starting with `first`. Counters are updated once per batch.
+    async fn run_batch(&mut self, first: A::Message) -> Batch {
+        let span =
+            tracing::trace_span!("vortex.handle", actor = %self.shared.name, worker = self.worker);
+        self.handle_batch(first).instrument(span).await
+    }
+
+    async fn handle_batch(&mut self, first: A::Message) -> Batch {
         let batch = self.shared.config.batch;
         // Two clock reads per batch (not per message) feed the handler-time metrics.
         let started = std::time::Instant::now();
+        let mut handled = 0u64;
+        let mut next = Some(first);
+        let mut outcome = Batch::Done;
         let mut taken = 0;
-        let mut outcome = Batch::Full;
-        while taken < batch {
-            if self.halt.load(Relaxed) {
-                outcome = Batch::Dry;
-                break;
-            }
-            let Some(message) = self.reader.pop() else {
-                outcome = Batch::Dry;
-                break;
-            };
+        while let Some(message) = next.take() {
             taken += 1;
-            let handled = AssertUnwindSafe(self.actor.handle(message, &mut self.ctx))
+            let result = AssertUnwindSafe(self.actor.handle(message, &mut self.ctx))
                 .catch_unwind()
                 .await;
-            let reason = match handled {
+            let reason = match result {
                 Ok(Ok(())) => {
-                    if self.ctx.take_stop() {
-                        outcome = Batch::Exit;
-                        break;
+                    handled += 1;
+                    match self.ctx.take_ending() {
+                        Ending::No => {}
+                        Ending::Stop => {
+                            outcome = Batch::Exit(Exit::Stopped);
+                            break;
+                        }
+                        Ending::Restart => {
+                            outcome = Batch::Exit(Exit::Normal);
+                            break;
+                        }
+                    }
+                    if taken < batch && !self.halt.load(Relaxed) {
+                        next = self.shared.mailbox.pop(&mut self.reader);
+                        self.ran_dry = next.is_none();
                     }
                     continue;
                 }
@@ -213,80 +423,19 @@ impl<A: Actor> Cell<A> {
             };
             self.shared.dead_letter(reason, None);
             outcome = Batch::Failed(text);
-            break;
         }
-        let failed = usize::from(matches!(outcome, Batch::Failed(_)));
-        self.shared.stats.add_handled((taken - failed) as u64);
-        if taken > 0 {
-            self.shared.stats.add_handler_time(started.elapsed());
+        self.shared.stats.add_handled(handled);
+        self.shared.stats.add_handler_time(started.elapsed());
+        if taken >= batch && self.has_siblings() && !self.shared.mailbox.is_empty() {
+            // More may be waiting than this worker takes in one batch: let a parked
+            // sibling help (a no-op for single actors, which have no sibling to wake).
+            self.shared.mailbox.dispatch.notify();
         }
-        self.shared.mailbox.release(taken);
         outcome
     }
 
-    fn stop_with(&mut self, exit: Exit, ctx: &mut KameoContext<Self, Result<(), CellFailure>>) {
-        self.exit = Some(exit);
-        ctx.stop();
-    }
-
-    fn redrain(&self) {
-        let _ = self.this.tell(Drain).try_send();
-    }
-}
-
-impl<A: Actor> Message<Drain> for Cell<A> {
-    type Reply = Result<(), CellFailure>;
-
-    async fn handle(&mut self, _: Drain, ctx: &mut KameoContext<Self, Self::Reply>) -> Self::Reply {
-        if self.halt.load(Relaxed) {
-            self.stop_with(Exit::Halted, ctx);
-            return Ok(());
-        }
-        let stopping = self.shared.is_stopping();
-        if self.shared.is_paused() && !stopping {
-            // Stay "scheduled": producers will not wake a paused cell; Resume does.
-            return Ok(());
-        }
-        let span =
-            tracing::trace_span!("vortex.handle", actor = %self.shared.name, worker = self.worker);
-        match self.run_batch().instrument(span).await {
-            Batch::Failed(reason) => {
-                self.exit = Some(Exit::Failed(reason.clone()));
-                Err(CellFailure(reason))
-            }
-            Batch::Exit => {
-                self.stop_with(Exit::Normal, ctx);
-                Ok(())
-            }
-            _ if self.halt.load(Relaxed) => {
-                self.stop_with(Exit::Halted, ctx);
-                Ok(())
-            }
-            Batch::Full => {
-                if self.shared.mailbox.len() > self.shared.config.batch {
-                    self.shared.mailbox.dispatch.wake_idle_worker();
-                }
-                self.redrain();
-                Ok(())
-            }
-            Batch::Dry => {
-                if self.shared.is_stopping() && self.shared.mailbox.is_empty() {
-                    self.shared.set_state(ActorState::Stopped);
-                    self.stop_with(Exit::Stopped, ctx);
-                } else if self.shared.is_stopping()
-                    || self
-                        .shared
-                        .mailbox
-                        .dispatch
-                        .went_idle(self.worker, || !self.shared.mailbox.is_empty())
-                {
-                    // Stopping: keep draining until empty. Idle: a message raced the
-                    // transition and this cell re-claimed the work.
-                    self.redrain();
-                }
-                Ok(())
-            }
-        }
+    fn has_siblings(&self) -> bool {
+        self.shared.mailbox.dispatch.max_workers() > 1
     }
 }
 

@@ -55,7 +55,9 @@ impl fmt::Debug for DeadLetter {
 }
 
 /// A runtime's dead-letter sink. The count is exact; the records kept are the most recent
-/// `retain` ones (older records are dropped from memory, never from the count).
+/// ones within two bounds: at most `retain` records, and at most `retain_bytes` bytes of
+/// retained messages (each counted at its type's size; what a message owns on the heap is
+/// not seen). Older records are dropped from memory, never from the count.
 ///
 /// Cloning it is cheap and yields a handle to the *same* sink, so a subsystem that handles
 /// its own failures (a device launcher putting a faulted batch aside without failing) can
@@ -68,38 +70,73 @@ pub struct DeadLetters {
 struct Inner {
     total: AtomicU64,
     retain: usize,
-    records: Mutex<VecDeque<DeadLetter>>,
+    retain_bytes: usize,
+    records: Mutex<Retained>,
+}
+
+#[derive(Default)]
+struct Retained {
+    letters: VecDeque<(DeadLetter, usize)>,
+    bytes: usize,
 }
 
 impl DeadLetters {
-    pub(crate) fn new(retain: usize) -> Self {
+    pub(crate) fn new(retain: usize, retain_bytes: usize) -> Self {
         DeadLetters {
             inner: Arc::new(Inner {
                 total: AtomicU64::new(0),
                 retain,
-                records: Mutex::new(VecDeque::new()),
+                retain_bytes,
+                records: Mutex::new(Retained::default()),
             }),
         }
     }
 
     /// Records a message that will not be handled, counted like the runtime's own dead
-    /// letters. For subsystems that take a message out of the flow themselves (a batch a
-    /// device could not run); `letter.message` keeps the message for inspection.
-    pub fn record(&self, letter: DeadLetter) {
-        self.push(letter);
+    /// letters, for subsystems that take a message out of the flow themselves (a batch a
+    /// device could not run). `bytes` is what the retained message weighs for the
+    /// retention bound — unlike the runtime's own records, include what it owns on the
+    /// heap (a batch's data) when you know it.
+    pub fn record(&self, letter: DeadLetter, bytes: usize) {
+        self.push(letter, bytes);
     }
 
-    pub(crate) fn push(&self, letter: DeadLetter) {
+    /// Records a dead letter whose retained message (if any) is `bytes` large.
+    pub(crate) fn push(&self, letter: DeadLetter, bytes: usize) {
         let inner = &*self.inner;
         inner.total.fetch_add(1, Relaxed);
         tracing::debug!(actor = %letter.actor, reason = ?letter.reason, "dead letter");
+        if inner.retain == 0 {
+            return;
+        }
+        let bytes = if letter.message.is_some() { bytes } else { 0 };
         let mut records = inner.records.lock().unwrap_or_else(PoisonError::into_inner);
-        if records.len() >= inner.retain {
-            records.pop_front();
+        records.letters.push_back((letter, bytes));
+        records.bytes += bytes;
+        while records.letters.len() > inner.retain
+            || (records.bytes > inner.retain_bytes && records.letters.len() > 1)
+        {
+            if let Some((_, dropped)) = records.letters.pop_front() {
+                records.bytes -= dropped;
+            }
         }
-        if inner.retain > 0 {
-            records.push_back(letter);
+        if records.bytes > inner.retain_bytes {
+            // A single message larger than the whole budget: keep its record, not its
+            // payload (dropping the payload also drops a reply it may carry).
+            if let Some((letter, bytes)) = records.letters.back_mut() {
+                letter.message = None;
+                records.bytes -= std::mem::take(bytes);
+            }
         }
+    }
+
+    /// Bytes of retained messages now (each counted at its type's size).
+    pub fn retained_bytes(&self) -> usize {
+        self.inner
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
     }
 
     /// Every dead letter ever recorded in this runtime.
@@ -110,7 +147,12 @@ impl DeadLetters {
     /// Takes the records kept so far (oldest first); the count is unchanged.
     pub fn drain(&self) -> Vec<DeadLetter> {
         let mut records = (self.inner.records.lock()).unwrap_or_else(PoisonError::into_inner);
-        records.drain(..).collect()
+        records.bytes = 0;
+        records
+            .letters
+            .drain(..)
+            .map(|(letter, _)| letter)
+            .collect()
     }
 
     /// How many records are kept now.
@@ -119,6 +161,7 @@ impl DeadLetters {
             .records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .letters
             .len()
     }
 

@@ -13,10 +13,9 @@ use vortex_messages::{ActorKind, ActorState, Control, ControlError, ControlReply
 
 use crate::{
     actor::Actor,
-    child::{collect_undelivered, erase, ActorChild},
     error::RuntimeError,
     shared::Shared,
-    supervisor::{ScalePool, SupervisorChild},
+    supervisor::{child::ActorChild, ScalePool, SupervisorChild},
 };
 
 /// One line of [`Runtime::actors`](crate::Runtime::actors).
@@ -72,7 +71,7 @@ impl<A: Actor> Target for ActorChild<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        ActorChild::collect_undelivered(self)
+        self.shared.retire()
     }
     fn inject_failure(&self, reason: String) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(ActorChild::inject_failure(self, reason))
@@ -130,7 +129,7 @@ impl<A: Actor> Target for PoolTarget<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        collect_undelivered(&self.shared)
+        self.shared.retire()
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))
@@ -174,6 +173,11 @@ impl Target for SupervisorTarget {
             }
         })
     }
+}
+
+/// Lets the registry hand out typed addresses: `Arc<dyn Any>` of the shared state.
+fn erase<A: Actor>(shared: &Arc<Shared<A>>) -> Arc<dyn Any + Send + Sync> {
+    Arc::clone(shared) as Arc<dyn Any + Send + Sync>
 }
 
 /// Name → target, for one runtime.

@@ -17,54 +17,25 @@ use vortex_messages::{
     resource::ResourceGroupStatus, Control, ControlError, ControlReply, StatusReport,
 };
 
+pub use crate::config::RuntimeConfig;
 use crate::{
     actor::Actor,
     addr::Addr,
+    cell::StartReport,
     checkpoint::CheckpointSink,
     dead_letter::DeadLetters,
+    deadline::Deadlines,
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
     resource_group::{ResourceGroup, ResourceGroups},
+    shared::Services,
     shared::Shared,
-    spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec},
+    spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
     supervisor::{
         AddChild, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
         SupervisorPlan,
     },
 };
-
-/// Defaults every actor inherits unless its spec says otherwise.
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// Data mailbox capacity in messages (default 1024).
-    pub mailbox_capacity: usize,
-    /// Messages handled per batch before control commands get a turn (default 64).
-    pub batch_size: usize,
-    /// Deadline of [`Addr::ask`] (default 5 s).
-    pub ask_timeout: Duration,
-    /// Largest pool size `Scale` may ask for (default 256).
-    pub max_pool_workers: u32,
-    /// Dead-letter records kept in memory; the count is always exact (default 10 000).
-    pub dead_letters_retained: usize,
-    /// Restart intensity of the root supervisor (default: 20 within 10 s).
-    pub root_intensity: Intensity,
-    /// Back-off of the root supervisor (default: 10 ms doubling to 2 s).
-    pub root_backoff: Backoff,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            mailbox_capacity: 1024,
-            batch_size: 64,
-            ask_timeout: Duration::from_secs(5),
-            max_pool_workers: 256,
-            dead_letters_retained: 10_000,
-            root_intensity: Intensity::default(),
-            root_backoff: Backoff::default(),
-        }
-    }
-}
 
 /// Builds a [`Runtime`]. See [`Runtime::builder`].
 #[derive(Default)]
@@ -105,6 +76,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an actor's start-up may take (see [`RuntimeConfig::start_timeout`]).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// How long a stopping actor may take (see [`RuntimeConfig::stop_timeout`]).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stop_timeout = timeout;
+        self
+    }
+
     /// Largest pool size.
     pub fn max_pool_workers(mut self, max: u32) -> Self {
         self.config.max_pool_workers = max;
@@ -114,6 +97,13 @@ impl RuntimeBuilder {
     /// Dead-letter records kept in memory.
     pub fn dead_letters_retained(mut self, retained: usize) -> Self {
         self.config.dead_letters_retained = retained;
+        self
+    }
+
+    /// Bytes of undelivered messages the dead-letter sink keeps (see
+    /// [`RuntimeConfig::dead_letters_retained_bytes`]).
+    pub fn dead_letters_retained_bytes(mut self, bytes: usize) -> Self {
+        self.config.dead_letters_retained_bytes = bytes;
         self
     }
 
@@ -200,17 +190,26 @@ impl RuntimeBuilder {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
+            independent: true,
         }));
         let root_cell = {
             let _entered = handle.enter();
             root.spawn_root()
         };
         let inner = Arc::new(RuntimeInner {
-            dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
-            config,
-            checkpoints: self.checkpoints,
+            env: SpawnEnv {
+                services: Services {
+                    dead_letters: Arc::new(DeadLetters::new(
+                        config.dead_letters_retained,
+                        config.dead_letters_retained_bytes,
+                    )),
+                    checkpoints: self.checkpoints,
+                    deadlines: Deadlines::start(&handle),
+                },
+                config,
+                registry: Arc::new(Registry::default()),
+            },
             groups,
-            registry: Arc::new(Registry::default()),
             root,
             root_cell,
             handle,
@@ -228,10 +227,7 @@ const SHUTTING_DOWN: u8 = 1;
 const SHUT_DOWN: u8 = 2;
 
 pub(crate) struct RuntimeInner {
-    pub(crate) config: RuntimeConfig,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    env: SpawnEnv,
     groups: ResourceGroups,
     root: Arc<SupervisorChild>,
     root_cell: ActorRef<SupervisorCell>,
@@ -297,7 +293,7 @@ impl Runtime {
 
     /// The defaults in force.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.inner.config
+        &self.inner.env.config
     }
 
     /// The tokio runtime the actors run on.
@@ -361,26 +357,45 @@ impl Runtime {
         if self.inner.phase.load(SeqCst) != RUNNING {
             return Err(RuntimeError::ShutDown);
         }
-        let mut reservation = Reservation::new(&self.inner.registry);
-        let (child, restart) = spec.instantiate(&self.inner, &mut reservation)?;
-        let names = self.inner.registry.commit(reservation)?;
-        let started = self.inner.root_cell.ask(AddChild { child, restart }).await;
-        match started {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.inner.registry.remove(&names);
-                let reason = match error {
-                    kameo::error::SendError::HandlerError(reason) => reason,
-                    _ => return Err(RuntimeError::ShutDown),
-                };
-                Err(RuntimeError::StartFailed {
-                    name: names
-                        .first()
-                        .map(|name| name.to_string())
-                        .unwrap_or_default(),
-                    reason,
-                })
-            }
+        let mut reservation = Reservation::new(&self.inner.env.registry);
+        let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
+        let names = self.inner.env.registry.commit(reservation)?;
+        // The root starts the child and moves on; this caller waits for the start-up (the
+        // cell reports it, bounded by the start timeout), so an actor may spawn actors from
+        // its own `on_start` or handlers without waiting on a busy supervisor.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let started: StartReport = Box::new(move |result| {
+            let _ = sender.send(result);
+        });
+        let sent = self
+            .inner
+            .root_cell
+            .tell(AddChild {
+                child,
+                restart,
+                started,
+            })
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(()) => receiver.await.map_err(|_| None),
+            Err(_) => Err(None),
+        };
+        let reason = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(reason)) => Some(reason),
+            Err(none) => none,
+        };
+        self.inner.env.registry.remove(&names);
+        match reason {
+            Some(reason) => Err(RuntimeError::StartFailed {
+                name: names
+                    .first()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default(),
+                reason,
+            }),
+            None => Err(RuntimeError::ShutDown),
         }
     }
 
@@ -388,6 +403,7 @@ impl Runtime {
     pub fn lookup<A: Actor>(&self, name: &str) -> Result<Addr<A>, RuntimeError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| RuntimeError::UnknownActor(name.to_owned()))?;
@@ -417,6 +433,7 @@ impl Runtime {
     pub async fn inject_failure(&self, name: &str, reason: &str) -> Result<(), ControlError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
@@ -426,6 +443,7 @@ impl Runtime {
     /// Every registered name with its kind and state, sorted by name.
     pub fn actors(&self) -> Vec<ActorInfo> {
         self.inner
+            .env
             .registry
             .all()
             .into_iter()
@@ -466,7 +484,7 @@ impl Runtime {
 
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
-        &self.inner.dead_letters
+        &self.inner.env.services.dead_letters
     }
 
     /// Stops intake everywhere, halts every actor after its current message (children
@@ -481,12 +499,14 @@ impl Runtime {
         {
             return ShutdownReport::default();
         }
-        let targets = self.inner.registry.all();
+        let targets = self.inner.env.registry.all();
         for (_, target) in &targets {
             target.close();
         }
+        // Every halt waits for the actor's `on_stop` (bounded by the stop timeout), children
+        // before parents; the root's own stop hook runs last.
         if self.inner.root_cell.ask(HaltAll).await.is_ok() {
-            self.inner.root_cell.wait_for_shutdown().await;
+            let _ = self.inner.root_cell.wait_for_shutdown_result().await;
         }
         let mut report = ShutdownReport::default();
         for (name, target) in &targets {
@@ -511,6 +531,7 @@ impl RuntimeObserver {
     /// See [`Runtime::status`].
     pub fn status(&self, name: &str) -> Result<StatusReport, ControlError> {
         self.inner
+            .env
             .registry
             .get(name)
             .map(|target| target.status())
@@ -520,6 +541,7 @@ impl RuntimeObserver {
     /// Every registered actor's status, sorted by name.
     pub fn statuses(&self) -> Vec<StatusReport> {
         self.inner
+            .env
             .registry
             .all()
             .into_iter()
@@ -535,10 +557,11 @@ impl RuntimeObserver {
     ) -> Result<ControlReply, ControlError> {
         let target = self
             .inner
+            .env
             .registry
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
-        let timeout = self.inner.config.ask_timeout;
+        let timeout = self.inner.env.config.ask_timeout;
         match tokio::time::timeout(timeout, target.control(command)).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
@@ -552,7 +575,7 @@ impl RuntimeObserver {
 
     /// Dead letters recorded so far.
     pub fn dead_letters(&self) -> u64 {
-        self.inner.dead_letters.count()
+        self.inner.env.services.dead_letters.count()
     }
 }
 
@@ -566,10 +589,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         if self.inner.phase.swap(SHUT_DOWN, SeqCst) != SHUT_DOWN {
             // Dropped without shutdown: refuse intake and kill every cell; never wait.
-            for (_, target) in self.inner.registry.all() {
+            for (_, target) in self.inner.env.registry.all() {
                 target.close();
             }
-            crate::child::Child::kill(&*self.inner.root);
+            crate::supervisor::child::Child::kill(&*self.inner.root);
             self.inner.root_cell.kill();
         }
         if let Some(tokio) = self.tokio.take() {

@@ -18,6 +18,7 @@ use crate::{
     actor::Actor,
     checkpoint::CheckpointSink,
     dead_letter::{DeadLetter, DeadLetterReason, DeadLetters},
+    deadline::Deadlines,
     mailbox::Mailbox,
 };
 
@@ -27,6 +28,10 @@ pub(crate) struct ActorConfig {
     pub(crate) capacity: usize,
     pub(crate) batch: usize,
     pub(crate) ask_timeout: Duration,
+    /// How long `on_start` (with the factory and `restore`) may take.
+    pub(crate) start_timeout: Duration,
+    /// How long a halted incarnation may take to finish its message and `on_stop`.
+    pub(crate) stop_timeout: Duration,
 }
 
 /// Counters, written once per batch by the draining cell.
@@ -78,12 +83,24 @@ pub(crate) struct Shared<A: Actor> {
     state: AtomicU8,
     paused: AtomicBool,
     stopping: AtomicBool,
+    /// It will never run again: its mailbox is closed and emptied for good.
+    retired: AtomicBool,
     /// Live workers (1 for a single actor).
     pub(crate) workers: AtomicU32,
     epoch: AtomicU64,
     latest: Mutex<Option<Checkpoint>>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    /// The runtime's ask-deadline wheel.
+    pub(crate) deadlines: Deadlines,
+}
+
+/// What every actor of a runtime shares with the runtime.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    pub(crate) deadlines: Deadlines,
 }
 
 impl<A: Actor> Shared<A> {
@@ -93,9 +110,13 @@ impl<A: Actor> Shared<A> {
         mailbox: Mailbox<A::Message>,
         config: ActorConfig,
         factory: Box<Factory<A>>,
-        dead_letters: Arc<DeadLetters>,
-        checkpoints: Option<Arc<dyn CheckpointSink>>,
+        services: Services,
     ) -> Self {
+        let Services {
+            dead_letters,
+            checkpoints,
+            deadlines,
+        } = services;
         Shared {
             name,
             kind,
@@ -106,11 +127,13 @@ impl<A: Actor> Shared<A> {
             state: AtomicU8::new(encode_state(ActorState::Starting)),
             paused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             workers: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
             latest: Mutex::new(None),
             dead_letters,
             checkpoints,
+            deadlines,
         }
     }
 
@@ -153,12 +176,15 @@ impl<A: Actor> Shared<A> {
     /// Records a message that was taken but not handled.
     pub(crate) fn dead_letter(&self, reason: DeadLetterReason, message: Option<A::Message>) {
         self.stats.dead_letters.fetch_add(1, Relaxed);
-        self.dead_letters.push(DeadLetter {
-            actor: self.name.to_string(),
-            reason,
-            message_type: std::any::type_name::<A::Message>(),
-            message: message.map(|message| Box::new(message) as Box<dyn std::any::Any + Send>),
-        });
+        self.dead_letters.push(
+            DeadLetter {
+                actor: self.name.to_string(),
+                reason,
+                message_type: std::any::type_name::<A::Message>(),
+                message: message.map(|message| Box::new(message) as Box<dyn std::any::Any + Send>),
+            },
+            std::mem::size_of::<A::Message>(),
+        );
     }
 
     /// Stores a fresh snapshot under the next epoch: in memory, and durably through the
@@ -212,6 +238,36 @@ impl<A: Actor> Shared<A> {
             self.epoch.fetch_max(checkpoint.epoch, SeqCst);
         }
         Ok(latest)
+    }
+
+    /// Whether it will never run again (see [`Shared::collect_undelivered`]).
+    #[inline]
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(SeqCst)
+    }
+
+    /// It will never run again: closes the mailbox for good, moves every queued message to
+    /// the dead-letter sink as `Undelivered` (returns how many), and wakes every waiting
+    /// ask so that one whose request lies among them fails with `Stopped` at once, instead
+    /// of waiting for its deadline while the dead-letter sink holds its reply.
+    pub(crate) fn retire(&self) -> usize {
+        self.mailbox.close();
+        let count = self.collect_undelivered();
+        self.retired.store(true, SeqCst);
+        self.deadlines.wake_all();
+        count
+    }
+
+    /// Moves every queued message of a closed mailbox to the dead-letter sink as
+    /// `Undelivered`; returns how many.
+    pub(crate) fn collect_undelivered(&self) -> usize {
+        let mut reader = self.mailbox.reader();
+        let left = self.mailbox.take_all(&mut reader);
+        let count = left.len();
+        for message in left {
+            self.dead_letter(DeadLetterReason::Undelivered, Some(message));
+        }
+        count
     }
 
     pub(crate) fn status(&self) -> StatusReport {

@@ -9,13 +9,32 @@ use vortex_messages::ActorKind;
 
 use crate::{
     actor::Actor,
-    child::{ActorChild, Child},
+    config::RuntimeConfig,
     mailbox::{Dispatch, Mailbox},
-    registry::{PoolTarget, Reservation, SupervisorTarget},
-    runtime::RuntimeInner,
-    shared::{ActorConfig, Factory, Shared},
-    supervisor::{Backoff, Intensity, Restart, Strategy, SupervisorChild, SupervisorPlan},
+    registry::{PoolTarget, Registry, Reservation, SupervisorTarget},
+    shared::{ActorConfig, Factory, Services, Shared},
+    supervisor::{
+        child::{ActorChild, Child, OnForget},
+        Backoff, Intensity, Restart, Strategy, SupervisorChild, SupervisorPlan,
+    },
 };
+
+/// Removes `name` from `registry` (once its actor or pool stopped for good).
+fn forget_name(registry: &Arc<Registry>, name: &Arc<str>) -> OnForget {
+    let (registry, name) = (Arc::downgrade(registry), Arc::clone(name));
+    Box::new(move || {
+        if let Some(registry) = registry.upgrade() {
+            registry.remove(std::slice::from_ref(&name));
+        }
+    })
+}
+
+/// What instantiating a spec needs from its runtime.
+pub(crate) struct SpawnEnv {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) services: Services,
+}
 
 /// A single actor: a name, a factory (called again for every restart) and its settings.
 pub struct ActorSpec<A: Actor> {
@@ -195,7 +214,7 @@ impl From<SupervisorSpec> for ChildSpec {
 impl ChildSpec {
     pub(crate) fn instantiate(
         self,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         self.0.instantiate(rt, reservation)
@@ -205,7 +224,7 @@ impl ChildSpec {
 pub(crate) trait Instantiate: Send {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError>;
 }
@@ -213,7 +232,7 @@ pub(crate) trait Instantiate: Send {
 impl<A: Actor> ActorSpec<A> {
     pub(crate) fn build_shared(
         self,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         kind: ActorKind,
         dispatch: Dispatch,
     ) -> (Arc<Shared<A>>, Restart) {
@@ -222,6 +241,8 @@ impl<A: Actor> ActorSpec<A> {
             capacity: self.capacity.unwrap_or(defaults.mailbox_capacity).max(1),
             batch: self.batch.unwrap_or(defaults.batch_size).max(1),
             ask_timeout: defaults.ask_timeout,
+            start_timeout: defaults.start_timeout,
+            stop_timeout: defaults.stop_timeout,
         };
         let shared = Shared::new(
             Arc::from(self.name.as_str()),
@@ -229,8 +250,7 @@ impl<A: Actor> ActorSpec<A> {
             Mailbox::new(config.capacity, dispatch),
             config,
             self.factory,
-            Arc::clone(&rt.dead_letters),
-            rt.checkpoints.clone(),
+            rt.services.clone(),
         );
         (Arc::new(shared), self.restart)
     }
@@ -243,12 +263,13 @@ impl<A: Actor> ActorSpec<A> {
 impl<A: Actor> Instantiate for ActorSpec<A> {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.name())?;
         let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let child = Arc::new(ActorChild::registered(shared, Arc::downgrade(&rt.registry)));
+        let on_forget = forget_name(&rt.registry, &shared.name);
+        let child = Arc::new(ActorChild::registered(shared, on_forget));
         reservation.add(Arc::clone(&child.shared.name), child.clone())?;
         Ok((child, restart))
     }
@@ -257,7 +278,7 @@ impl<A: Actor> Instantiate for ActorSpec<A> {
 impl<A: Actor> Instantiate for PoolSpec<A> {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.actor.name())?;
@@ -291,8 +312,12 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
             worker_maker: Some(maker),
             max_workers: max,
             status: Default::default(),
+            independent: false,
         };
-        let supervisor = Arc::new(SupervisorChild::new(plan));
+        let supervisor = Arc::new(SupervisorChild::registered(
+            plan,
+            forget_name(&rt.registry, &shared.name),
+        ));
         let target = Arc::new(PoolTarget {
             shared,
             supervisor: Arc::clone(&supervisor),
@@ -305,7 +330,7 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
 impl Instantiate for SupervisorSpec {
     fn instantiate(
         self: Box<Self>,
-        rt: &RuntimeInner,
+        rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(&self.name)?;
@@ -322,6 +347,7 @@ impl Instantiate for SupervisorSpec {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
+            independent: false,
         };
         let supervisor = Arc::new(SupervisorChild::new(plan));
         reservation.add(

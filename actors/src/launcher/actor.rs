@@ -125,12 +125,7 @@ impl Launcher {
     }
 
     /// Puts a batch the launcher could not finish into the dead-letter sink and telemetry.
-    fn dead_letter(
-        &self,
-        batch: Option<Box<dyn std::any::Any + Send>>,
-        type_name: &'static str,
-        reason: String,
-    ) {
+    fn dead_letter(&self, batch: Option<PreparedBatch>, type_name: &'static str, reason: String) {
         let shared = &self.shared;
         shared.stats.record_dead_letter();
         publish(
@@ -141,12 +136,17 @@ impl Launcher {
                 reason: Name::from(reason.as_str()),
             },
         );
-        shared.dead_letters.record(DeadLetter {
+        // The retention bound should see the batch's data too, not only its struct.
+        let bytes = batch.as_ref().map_or(0, |batch| {
+            std::mem::size_of::<PreparedBatch>() + batch.data.capacity()
+        });
+        let letter = DeadLetter {
             actor: shared.name.to_string(),
             reason: DeadLetterReason::Failed(reason),
             message_type: type_name,
-            message: batch,
-        });
+            message: batch.map(|batch| Box::new(batch) as Box<dyn std::any::Any + Send>),
+        };
+        shared.dead_letters.record(letter, bytes);
     }
 
     /// Handles a device fault: fault budget (maybe out of rotation), then dead letter and
@@ -168,7 +168,7 @@ impl Launcher {
             );
         }
         self.dead_letter(
-            Some(Box::new(batch)),
+            Some(batch),
             std::any::type_name::<PreparedBatch>(),
             error.to_string(),
         );

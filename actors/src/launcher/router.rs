@@ -172,12 +172,14 @@ impl Router {
     }
 
     fn dead_letter(&self, batch: PreparedBatch, reason: String) {
-        self.dead_letters.record(DeadLetter {
+        let bytes = std::mem::size_of::<PreparedBatch>() + batch.data.capacity();
+        let letter = DeadLetter {
             actor: self.name.clone(),
             reason: DeadLetterReason::Failed(reason),
             message_type: std::any::type_name::<PreparedBatch>(),
             message: Some(Box::new(batch)),
-        });
+        };
+        self.dead_letters.record(letter, bytes);
     }
 }
 

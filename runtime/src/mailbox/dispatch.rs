@@ -1,154 +1,140 @@
-//! Who drains a mailbox, and how producers wake them without lost wake-ups.
+//! Who drains a mailbox, and how producers wake them without lost wake-ups or locks.
 //!
-//! A single actor has a `scheduled` flag: a producer wakes the cell only when it flips the
-//! flag from false to true, so under load (the cell already scheduled) a send costs one
-//! shared load and no wake-up at all. The cell clears the flag when it finds the mailbox
-//! empty and then looks at the length once more; both sides use sequentially consistent
-//! operations, so either the producer sees the cleared flag or the cell sees the message.
+//! Every consumer of a mailbox (the one cell of a single actor, or worker `i` of a pool)
+//! owns a *slot*: an [`AtomicWaker`] its cell registers before it parks. An *idle bitmap*
+//! says which consumers are parked and want to be woken. The hand-off:
 //!
-//! A pool keeps a queue of idle worker indices instead: a producer pops one and wakes it;
-//! a worker that runs dry pushes itself back and re-checks the mailbox. Stale entries (a
-//! worker retired or restarting) are skipped; a duplicate entry costs one spurious drain.
+//! - **Producer**: push the message into the ring, then [`Dispatch::notify`]: if any idle
+//!   bit is set, clear one bit with an atomic `fetch_and` and wake that slot's waker. Only the
+//!   producer that clears a bit wakes it, so a parked consumer is woken once per park, and a
+//!   busy consumer (no bit set) costs a producer one shared load and no wake-up at all.
+//! - **Consumer** going idle ([`Dispatch::park`]): register the waker, set its idle bit, then
+//!   try to pop once more. If that pop finds a message, the consumer runs it (and clears
+//!   its bit again); otherwise it parks.
+//!
+//! Both sides use sequentially consistent operations, so in every interleaving either the
+//! producer's bitmap load sees the consumer's bit (and wakes it), or the consumer's pop
+//! sees the producer's message. Whether there is work is decided by popping what is really
+//! queued, never by a counter that still includes messages another worker took, so an
+//! idle pool worker sleeps while its siblings are busy. The module's tests check the
+//! protocol exhaustively on a model and under contention on the real mailbox.
+//!
+//! Waking takes no lock: [`AtomicWaker`] is a lock-free cell, and the bitmap is plain
+//! atomics. A consumer that stops (halt, restart, scale-down) clears its bit and hands a
+//! wake-up it may have swallowed on to a sibling ([`Dispatch::detach`]).
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering::SeqCst},
-    Arc, Mutex, PoisonError,
+use std::{
+    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    task::Waker,
 };
 
-use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::CachePadded;
+use futures::task::AtomicWaker;
 
-/// Something that can be told "there is work": a kameo cell's handle.
-pub(crate) trait Wake: Send + Sync {
-    /// Asks the consumer to drain. Must not block.
-    fn wake(&self);
-}
-
-/// The wake-up strategy of a mailbox.
-// One per mailbox, never moved after creation: boxing the pool variant would only add an
-// indirection, so the size difference between the variants is accepted.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Dispatch {
-    /// One consumer, one flag.
-    Single {
-        scheduled: CachePadded<AtomicBool>,
-        target: Mutex<Option<Arc<dyn Wake>>>,
-    },
-    /// Many consumers sharing the mailbox.
-    Pool {
-        idle: ArrayQueue<usize>,
-        targets: Mutex<Vec<Option<Arc<dyn Wake>>>>,
-    },
+/// The wake-up state of one mailbox: a waker slot per consumer and the idle bitmap.
+pub(crate) struct Dispatch {
+    slots: Box<[AtomicWaker]>,
+    idle: Box<[AtomicU64]>,
 }
 
 impl Dispatch {
-    /// Dispatch for a single actor.
+    /// Dispatch for a single actor: one consumer.
     pub(crate) fn single() -> Self {
-        Dispatch::Single {
-            // Scheduled until the first cell starts: its start drains unconditionally.
-            scheduled: CachePadded::new(AtomicBool::new(true)),
-            target: Mutex::new(None),
-        }
+        Dispatch::pool(1)
     }
 
-    /// Dispatch for a pool of at most `max_workers` live workers.
+    /// Dispatch for a pool of at most `max_workers` consumers, indexed `0..max_workers`.
     pub(crate) fn pool(max_workers: usize) -> Self {
-        Dispatch::Pool {
-            idle: ArrayQueue::new(max_workers.max(1) * 2),
-            targets: Mutex::new(Vec::new()),
+        let max_workers = max_workers.max(1);
+        Dispatch {
+            slots: (0..max_workers).map(|_| AtomicWaker::new()).collect(),
+            idle: (0..max_workers.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
-    /// After a push: wake a consumer if none is scheduled.
+    /// The number of consumer slots.
+    pub(crate) fn max_workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// After a push: wakes one parked consumer, if any. Returns whether it woke one.
     #[inline]
-    pub(crate) fn notify(&self) {
-        match self {
-            Dispatch::Single { scheduled, target } => {
-                if !scheduled.load(SeqCst) && !scheduled.swap(true, SeqCst) {
-                    if let Some(target) = lock(target).as_ref() {
-                        target.wake();
-                    }
+    pub(crate) fn notify(&self) -> bool {
+        for (word_index, word) in self.idle.iter().enumerate() {
+            let mut bits = word.load(SeqCst);
+            while bits != 0 {
+                let bit = bits & bits.wrapping_neg();
+                let before = word.fetch_and(!bit, SeqCst);
+                if before & bit != 0 {
+                    let index = word_index * 64 + bit.trailing_zeros() as usize;
+                    self.slots[index].wake();
+                    return true;
                 }
-            }
-            Dispatch::Pool { .. } => {
-                self.wake_idle_worker();
-            }
-        }
-    }
-
-    /// Pool only: wakes one idle, live worker if there is one. Returns whether it did.
-    pub(crate) fn wake_idle_worker(&self) -> bool {
-        let Dispatch::Pool { idle, targets } = self else {
-            return false;
-        };
-        while let Some(index) = idle.pop() {
-            let target = lock(targets).get(index).cloned().flatten();
-            if let Some(target) = target {
-                target.wake();
-                return true;
+                bits = before & !bit;
             }
         }
         false
     }
 
-    /// Installs the cell that drains for worker `index` (0 for a single actor).
-    pub(crate) fn attach(&self, index: usize, wake: Arc<dyn Wake>) {
-        match self {
-            Dispatch::Single { target, .. } => *lock(target) = Some(wake),
-            Dispatch::Pool { targets, .. } => {
-                let mut targets = lock(targets);
-                if targets.len() <= index {
-                    targets.resize_with(index + 1, || None);
-                }
-                targets[index] = Some(wake);
-            }
+    /// Consumer `index` is about to park: registers its waker and marks it idle. The caller
+    /// must then look for work once more (pop) before it returns `Pending`, and call
+    /// [`Dispatch::busy`] if it found some.
+    #[inline]
+    pub(crate) fn park(&self, index: usize, waker: &Waker) {
+        self.slots[index].register(waker);
+        let (word, bit) = locate(index);
+        self.idle[word].fetch_or(bit, SeqCst);
+    }
+
+    /// Registers consumer `index`'s waker without marking it idle: it wants to hear about
+    /// `Resume`, `Stop` and halts, not about new messages (a paused consumer).
+    pub(crate) fn listen(&self, index: usize, waker: &Waker) {
+        self.slots[index].register(waker);
+    }
+
+    /// Consumer `index` found work: producers need not wake it any more.
+    #[inline]
+    pub(crate) fn busy(&self, index: usize) {
+        let (word, bit) = locate(index);
+        if self.idle[word].load(SeqCst) & bit != 0 {
+            self.idle[word].fetch_and(!bit, SeqCst);
         }
     }
 
-    /// Removes worker `index`'s cell; producers skip it from now on.
-    pub(crate) fn detach(&self, index: usize) {
-        match self {
-            Dispatch::Single { target, .. } => *lock(target) = None,
-            Dispatch::Pool { targets, .. } => {
-                if let Some(slot) = lock(targets).get_mut(index) {
-                    *slot = None;
-                }
-            }
+    /// Whether consumer `index` is marked idle (tests and status only).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self, index: usize) -> bool {
+        let (word, bit) = locate(index);
+        self.idle[word].load(SeqCst) & bit != 0
+    }
+
+    /// Wakes consumer `index` whatever its state (halt, `Resume`, `Stop`).
+    pub(crate) fn wake(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.wake();
         }
     }
 
-    /// Wakes every attached consumer (after `Resume`, `Stop` or shutdown).
+    /// Wakes every consumer (after `Resume`, `Stop` or shutdown).
     pub(crate) fn wake_all(&self) {
-        let targets: Vec<Arc<dyn Wake>> = match self {
-            Dispatch::Single { target, .. } => lock(target).iter().cloned().collect(),
-            Dispatch::Pool { targets, .. } => lock(targets).iter().flatten().cloned().collect(),
-        };
-        for target in targets {
-            target.wake();
+        for slot in self.slots.iter() {
+            slot.wake();
         }
     }
 
-    /// The consumer `index` found the mailbox empty. Returns `true` when it must drain
-    /// again (a message arrived meanwhile and it re-claimed the work).
-    pub(crate) fn went_idle(&self, index: usize, len: impl Fn() -> bool) -> bool {
-        match self {
-            Dispatch::Single { scheduled, .. } => {
-                scheduled.store(false, SeqCst);
-                len() && !scheduled.swap(true, SeqCst)
-            }
-            Dispatch::Pool { idle, .. } => {
-                // A full idle queue already holds this worker (duplicates are harmless).
-                let _ = idle.push(index);
-                if len() {
-                    self.wake_idle_worker();
-                }
-                false
-            }
+    /// Consumer `index` stopped: it is not idle any more, and if a producer cleared its bit
+    /// just before (a wake-up nobody will act on), a sibling gets the wake-up instead when
+    /// `has_queued` says messages wait.
+    pub(crate) fn detach(&self, index: usize, has_queued: bool) {
+        let (word, bit) = locate(index);
+        self.idle[word].fetch_and(!bit, SeqCst);
+        if has_queued {
+            self.notify();
         }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; recover rather than cascade if it did.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+fn locate(index: usize) -> (usize, u64) {
+    (index / 64, 1u64 << (index % 64))
 }

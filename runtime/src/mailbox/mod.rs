@@ -1,9 +1,12 @@
 //! The data mailbox: bounded, lock-free, multi-producer, moves messages.
 //!
 //! A mailbox belongs to an actor's address, not to the kameo cell that drains it, so a
-//! restart keeps every queued message. Producers reserve a slot in `len` before they push
-//! (so `len` is also the depth `Status` reports), wait on `space` when the mailbox is full,
-//! and wake a consumer only when none is scheduled (see [`dispatch`]).
+//! restart keeps every queued message. Producers reserve a slot in `len` before they push,
+//! wait on `space` when the mailbox is full, and wake a consumer only when one is parked
+//! (see [`dispatch`]). A consumer gives the slot back as it pops the message, before the
+//! handler runs: capacity counts what is queued, never the message being handled, so a
+//! handler may `tell` its own actor even at capacity 1, and `len` is the depth `Status`
+//! reports.
 //!
 //! The ring itself is mesocarp's queue (feature `mesocarp`) or a crossbeam `ArrayQueue`
 //! (without it); both live in one small file each and share this wrapper.
@@ -22,7 +25,7 @@ use crossbeam_utils::CachePadded;
 use tokio::sync::Notify;
 
 use crate::error::{SendError, TrySendError};
-pub(crate) use dispatch::{Dispatch, Wake};
+pub(crate) use dispatch::Dispatch;
 pub(crate) use ring::Reader;
 
 /// Shared state of one data mailbox (one actor, or one pool of workers).
@@ -32,6 +35,8 @@ pub(crate) struct Mailbox<M> {
     /// long: a producer that overshoots gives its reservation back at once.
     len: CachePadded<AtomicUsize>,
     capacity: usize,
+    /// Free slots that wake producers parked in `send` (see [`Mailbox::release`]).
+    slack: usize,
     closed: AtomicBool,
     /// Producers parked in `send` waiting for space; `space` is only notified when > 0.
     waiting: AtomicUsize,
@@ -49,6 +54,7 @@ impl<M: Send> Mailbox<M> {
             ring: ring::Ring::with_capacity(capacity),
             len: CachePadded::new(AtomicUsize::new(0)),
             capacity,
+            slack: (capacity / 4).clamp(1, 64),
             closed: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             space: Notify::new(),
@@ -63,14 +69,15 @@ impl<M: Send> Mailbox<M> {
         // so a push that saw the mailbox open is always visible to whoever drains it.
         if self.len.fetch_add(1, SeqCst) >= self.capacity {
             self.len.fetch_sub(1, SeqCst);
-            return Err(if self.is_closed() {
-                TrySendError::Closed(message)
-            } else {
-                TrySendError::Full(message)
-            });
+            if self.is_closed() {
+                self.closed_reservation_returned();
+                return Err(TrySendError::Closed(message));
+            }
+            return Err(TrySendError::Full(message));
         }
         if self.is_closed() {
-            self.release(1);
+            self.len.fetch_sub(1, SeqCst);
+            self.closed_reservation_returned();
             return Err(TrySendError::Closed(message));
         }
         if self.ring.push(message).is_err() {
@@ -111,13 +118,39 @@ impl<M: Send> Mailbox<M> {
         }
     }
 
+    /// Takes the oldest message and gives its slot back at once (see the module docs).
+    #[inline]
+    pub(crate) fn pop(&self, reader: &mut Reader<M>) -> Option<M> {
+        let message = reader.pop()?;
+        self.release(1);
+        Some(message)
+    }
+
     /// Gives back `n` reservations after their messages were popped, and wakes producers
-    /// waiting for space. Called once per batch, not once per message.
+    /// waiting for space once `slack` slots are free (one slot at small capacities), so a
+    /// full mailbox wakes its producers once per stretch of pops, not once per pop.
+    #[inline]
     pub(crate) fn release(&self, n: usize) {
         if n == 0 {
             return;
         }
-        self.len.fetch_sub(n, SeqCst);
+        let after = self.len.fetch_sub(n, SeqCst) - n;
+        if self.waiting.load(SeqCst) > 0 && after + self.slack <= self.capacity {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// A reservation made after `close` was given back. A stopping consumer may have seen
+    /// it as a push in flight and parked to wait for it: wake every consumer to look again.
+    #[cold]
+    fn closed_reservation_returned(&self) {
+        self.dispatch.wake_all();
+    }
+
+    /// Wakes producers parked on a full mailbox (the consumer is about to park, so every
+    /// free slot is free for good until they push).
+    #[inline]
+    pub(crate) fn wake_senders(&self) {
         if self.waiting.load(SeqCst) > 0 {
             self.space.notify_waiters();
         }
@@ -164,11 +197,8 @@ impl<M: Send> Mailbox<M> {
     pub(crate) fn take_all(&self, reader: &mut Reader<M>) -> Vec<M> {
         let mut taken = Vec::new();
         while !self.is_empty() {
-            match reader.pop() {
-                Some(message) => {
-                    taken.push(message);
-                    self.release(1);
-                }
+            match self.pop(reader) {
+                Some(message) => taken.push(message),
                 // A producer reserved before `close` and has not pushed yet.
                 None => std::thread::yield_now(),
             }
@@ -185,5 +215,7 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;

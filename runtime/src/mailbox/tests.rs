@@ -1,45 +1,80 @@
-use std::sync::{
-    atomic::{AtomicUsize, Ordering::SeqCst},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    task::Waker,
+    thread,
+    time::{Duration, Instant},
 };
+
+use futures::task::{waker, ArcWake};
 
 use super::*;
 
-struct Counter(AtomicUsize);
+/// A waker that counts its wake-ups and unparks a thread (if one is set).
+struct Counting {
+    wakes: AtomicUsize,
+    thread: Option<thread::Thread>,
+}
 
-impl Wake for Counter {
-    fn wake(&self) {
-        self.0.fetch_add(1, SeqCst);
+impl ArcWake for Counting {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.wakes.fetch_add(1, SeqCst);
+        if let Some(thread) = &this.thread {
+            thread.unpark();
+        }
     }
 }
 
-fn single(capacity: usize) -> (Mailbox<u32>, Arc<Counter>) {
-    let mailbox = Mailbox::new(capacity, Dispatch::single());
-    let counter = Arc::new(Counter(AtomicUsize::new(0)));
-    mailbox.dispatch.attach(0, counter.clone());
-    (mailbox, counter)
+fn counting(thread: Option<thread::Thread>) -> (Arc<Counting>, Waker) {
+    let counter = Arc::new(Counting {
+        wakes: AtomicUsize::new(0),
+        thread,
+    });
+    (Arc::clone(&counter), waker(counter))
+}
+
+fn single(capacity: usize) -> Mailbox<u32> {
+    Mailbox::new(capacity, Dispatch::single())
 }
 
 #[test]
 fn full_mailbox_hands_the_message_back() {
-    let (mailbox, _) = single(2);
+    let mailbox = single(2);
     mailbox.try_send(1).unwrap();
     mailbox.try_send(2).unwrap();
     assert!(matches!(mailbox.try_send(3), Err(TrySendError::Full(3))));
     assert_eq!(mailbox.len(), 2);
     let mut reader = mailbox.reader();
-    assert_eq!(reader.pop(), Some(1));
-    mailbox.release(1);
+    assert_eq!(mailbox.pop(&mut reader), Some(1));
     mailbox.try_send(3).unwrap();
     assert_eq!(
-        (reader.pop(), reader.pop(), reader.pop()),
+        (
+            mailbox.pop(&mut reader),
+            mailbox.pop(&mut reader),
+            mailbox.pop(&mut reader)
+        ),
         (Some(2), Some(3), None)
     );
 }
 
 #[test]
+fn a_popped_message_no_longer_occupies_capacity() {
+    // Capacity counts what is queued: the message being handled has left the mailbox, so a
+    // handler may queue one more even at capacity 1, and the depth shows 0 meanwhile.
+    let mailbox = single(1);
+    let mut reader = mailbox.reader();
+    mailbox.try_send(1).unwrap();
+    assert_eq!(mailbox.pop(&mut reader), Some(1));
+    assert_eq!(mailbox.len(), 0);
+    mailbox.try_send(2).unwrap();
+    assert_eq!(mailbox.len(), 1);
+}
+
+#[test]
 fn closed_mailbox_hands_the_message_back_and_keeps_what_was_queued() {
-    let (mailbox, _) = single(4);
+    let mailbox = single(4);
     mailbox.try_send(1).unwrap();
     mailbox.close();
     assert!(matches!(mailbox.try_send(2), Err(TrySendError::Closed(2))));
@@ -49,35 +84,73 @@ fn closed_mailbox_hands_the_message_back_and_keeps_what_was_queued() {
 }
 
 #[test]
-fn only_an_idle_consumer_is_woken() {
-    let (mailbox, counter) = single(8);
-    // Scheduled from birth (the cell drains once on start): no wake-up yet.
+fn only_a_parked_consumer_is_woken_and_only_once() {
+    let mailbox = single(8);
+    let (counter, waker) = counting(None);
+    // Running (not parked): producers do not wake it.
     mailbox.try_send(1).unwrap();
-    assert_eq!(counter.0.load(SeqCst), 0);
+    assert_eq!(counter.wakes.load(SeqCst), 0);
     let mut reader = mailbox.reader();
-    assert_eq!(reader.pop(), Some(1));
-    mailbox.release(1);
-    // Ran dry: goes idle, nothing to re-claim.
-    assert!(!mailbox.dispatch.went_idle(0, || !mailbox.is_empty()));
+    assert_eq!(mailbox.pop(&mut reader), Some(1));
+    // Parks: the re-check finds nothing, so it sleeps until a producer wakes it.
+    mailbox.dispatch.park(0, &waker);
+    assert_eq!(mailbox.pop(&mut reader), None);
     mailbox.try_send(2).unwrap();
     mailbox.try_send(3).unwrap();
-    assert_eq!(counter.0.load(SeqCst), 1, "one wake-up for two sends");
+    assert_eq!(counter.wakes.load(SeqCst), 1, "one wake-up for two sends");
+    assert!(!mailbox.dispatch.is_idle(0));
 }
 
 #[test]
-fn a_message_racing_the_idle_transition_is_reclaimed() {
-    let (mailbox, counter) = single(8);
-    // A producer pushed after the consumer's last pop but before it went idle: the
-    // consumer sees it when re-checking and claims the work itself.
+fn a_message_racing_the_park_is_found_by_the_recheck() {
+    let mailbox = single(8);
+    let (counter, waker) = counting(None);
+    let mut reader = mailbox.reader();
+    // The push lands between the consumer's last pop and its park: the pop after `park`
+    // finds it, so the consumer runs it instead of sleeping.
     mailbox.try_send(7).unwrap();
-    assert!(mailbox.dispatch.went_idle(0, || !mailbox.is_empty()));
-    assert_eq!(counter.0.load(SeqCst), 0);
+    mailbox.dispatch.park(0, &waker);
+    assert_eq!(mailbox.pop(&mut reader), Some(7));
+    mailbox.dispatch.busy(0);
+    // A producer wake that raced the same window is a spurious wake, never a lost one.
+    assert!(counter.wakes.load(SeqCst) <= 1);
+    assert!(!mailbox.dispatch.is_idle(0));
+}
+
+#[test]
+fn a_pool_push_wakes_exactly_one_parked_worker() {
+    let mailbox = Mailbox::new(8, Dispatch::pool(130));
+    let workers: Vec<_> = [0, 64, 129].iter().map(|_| counting(None)).collect();
+    for (index, (_, waker)) in [0, 64, 129].iter().zip(&workers) {
+        mailbox.dispatch.park(*index, waker);
+    }
+    mailbox.try_send(1).unwrap();
+    let woken: usize = workers.iter().map(|(c, _)| c.wakes.load(SeqCst)).sum();
+    assert_eq!(woken, 1);
+    mailbox.try_send(2).unwrap();
+    mailbox.try_send(3).unwrap();
+    mailbox.try_send(4).unwrap();
+    let woken: Vec<usize> = workers.iter().map(|(c, _)| c.wakes.load(SeqCst)).collect();
+    assert_eq!(woken, vec![1, 1, 1], "every parked worker woken once");
+}
+
+#[test]
+fn a_stopping_worker_hands_its_wake_up_on() {
+    let mailbox = Mailbox::new(8, Dispatch::pool(2));
+    let (first, first_waker) = counting(None);
+    let (second, second_waker) = counting(None);
+    mailbox.dispatch.park(0, &first_waker);
+    mailbox.try_send(1).unwrap(); // wakes worker 0 …
+    assert_eq!(first.wakes.load(SeqCst), 1);
+    mailbox.dispatch.park(1, &second_waker);
+    // … which stops before it pops: the wake-up goes to worker 1.
+    mailbox.dispatch.detach(0, !mailbox.is_empty());
+    assert_eq!(second.wakes.load(SeqCst), 1);
 }
 
 #[tokio::test]
 async fn a_blocked_sender_proceeds_when_space_frees() {
-    let (mailbox, _) = single(1);
-    let mailbox = Arc::new(mailbox);
+    let mailbox = Arc::new(single(1));
     mailbox.try_send(1).unwrap();
     let sender = {
         let mailbox = Arc::clone(&mailbox);
@@ -86,16 +159,14 @@ async fn a_blocked_sender_proceeds_when_space_frees() {
     tokio::task::yield_now().await;
     assert!(!sender.is_finished());
     let mut reader = mailbox.reader();
-    assert_eq!(reader.pop(), Some(1));
-    mailbox.release(1);
+    assert_eq!(mailbox.pop(&mut reader), Some(1));
     assert!(sender.await.unwrap());
-    assert_eq!(reader.pop(), Some(2));
+    assert_eq!(mailbox.pop(&mut reader), Some(2));
 }
 
 #[tokio::test]
 async fn closing_releases_blocked_senders_with_their_message() {
-    let (mailbox, _) = single(1);
-    let mailbox = Arc::new(mailbox);
+    let mailbox = Arc::new(single(1));
     mailbox.try_send(1).unwrap();
     let sender = {
         let mailbox = Arc::clone(&mailbox);
@@ -104,4 +175,102 @@ async fn closing_releases_blocked_senders_with_their_message() {
     tokio::task::yield_now().await;
     mailbox.close();
     assert_eq!(sender.await.unwrap(), Err(2));
+}
+
+/// One consumer thread of the contention test: the cell's park protocol on real threads.
+fn consume(
+    mailbox: Arc<Mailbox<u64>>,
+    index: usize,
+    retire: Arc<AtomicBool>,
+    handled: Arc<AtomicU64>,
+) {
+    let (_, waker) = counting(Some(thread::current()));
+    let mut reader = mailbox.reader();
+    loop {
+        while let Some(_message) = mailbox.pop(&mut reader) {
+            handled.fetch_add(1, SeqCst);
+        }
+        if retire.load(SeqCst) {
+            mailbox.dispatch.detach(index, !mailbox.is_empty());
+            return;
+        }
+        mailbox.dispatch.park(index, &waker);
+        if let Some(_message) = mailbox.pop(&mut reader) {
+            mailbox.dispatch.busy(index);
+            handled.fetch_add(1, SeqCst);
+            continue;
+        }
+        if retire.load(SeqCst) {
+            mailbox.dispatch.detach(index, !mailbox.is_empty());
+            return;
+        }
+        // No timeout: a lost wake-up leaves this thread asleep and the test fails on its
+        // deadline. (`park` may return spuriously; the loop then looks again.)
+        thread::park();
+    }
+}
+
+#[test]
+fn no_wake_up_is_lost_under_contention_while_the_pool_is_resized() {
+    const PRODUCERS: u64 = 4;
+    const PER_PRODUCER: u64 = 50_000;
+    const WORKERS: usize = 4;
+    let mailbox = Arc::new(Mailbox::new(64, Dispatch::pool(WORKERS)));
+    let handled = Arc::new(AtomicU64::new(0));
+    let start = |index: usize| {
+        let retire = Arc::new(AtomicBool::new(false));
+        let (mailbox, handled, flag) = (
+            Arc::clone(&mailbox),
+            Arc::clone(&handled),
+            Arc::clone(&retire),
+        );
+        let thread = thread::spawn(move || consume(mailbox, index, flag, handled));
+        (thread, retire)
+    };
+    let mut workers: Vec<_> = (0..WORKERS).map(|index| Some(start(index))).collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || {
+                for n in 0..PER_PRODUCER {
+                    let mut message = n;
+                    // Spin on a full mailbox (the async `send` would park instead).
+                    while let Err(TrySendError::Full(back)) = mailbox.try_send(message) {
+                        message = back;
+                        thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Resize concurrently: retire a worker and start a fresh one on its index, over and over.
+    for round in 0..200 {
+        let index = round % WORKERS;
+        // The old incarnation ends before the new one starts, as a supervisor halts a
+        // worker before it restarts it.
+        let (thread, retire) = workers[index].take().unwrap();
+        retire.store(true, SeqCst);
+        thread.thread().unpark();
+        thread.join().unwrap();
+        workers[index] = Some(start(index));
+    }
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    let total = PRODUCERS * PER_PRODUCER;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handled.load(SeqCst) < total && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5)); // polling the outcome, not the protocol
+    }
+    let left = mailbox.len();
+    for (thread, retire) in workers.into_iter().flatten() {
+        retire.store(true, SeqCst);
+        thread.thread().unpark();
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        handled.load(SeqCst),
+        total,
+        "{left} messages were left queued while their consumers slept"
+    );
 }

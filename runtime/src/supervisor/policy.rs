@@ -5,7 +5,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::child::Exit;
+use crate::cell::Exit;
 
 /// Which children a supervisor restarts when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,7 +22,7 @@ pub enum Strategy {
 /// When a child is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Restart {
-    /// Always: after a failure and after a normal exit (`Context::stop`).
+    /// After a failure, and after a normal end of an incarnation (`Context::restart`).
     #[default]
     Permanent,
     /// Only after a failure (handler error or panic, start failure).

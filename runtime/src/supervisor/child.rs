@@ -1,12 +1,9 @@
 //! What a supervisor holds for each child: a type-erased handle to start, halt and watch
-//! one incarnation at a time, plus the exit report a cell sends when it ends.
+//! one incarnation at a time.
 
-use std::{
-    any::Any,
-    sync::{
-        atomic::{AtomicBool, Ordering::SeqCst},
-        Arc, Mutex, PoisonError, Weak,
-    },
+use std::sync::{
+    atomic::{AtomicBool, Ordering::SeqCst},
+    Arc, Mutex, PoisonError,
 };
 
 use futures::future::BoxFuture;
@@ -15,56 +12,39 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 
 use crate::{
     actor::Actor,
-    cell::{Cell, CellArgs, ControlCommand, Drain, InjectFailure},
-    dead_letter::DeadLetterReason,
-    registry::Registry,
+    cell::{Cell, CellArgs, ControlCommand, ExitReport, InjectFailure, StartReport},
     shared::Shared,
-    supervisor::{ChildExited, SupervisorCell},
 };
 
-/// How one incarnation of a child ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// It stopped for good on request (`Control::Stop`) after draining its mailbox.
-    Stopped,
-    /// The actor ended this incarnation itself (`Context::stop`).
-    Normal,
-    /// Its supervisor halted it (restart of a sibling, scale-down, shutdown).
-    Halted,
-    /// It failed: handler error or panic, start failure, escalation from below.
-    Failed(String),
-}
+/// Resolves with a child's start-up result (`on_start` finished, failed or timed out).
+pub(crate) type StartWait = BoxFuture<'static, Result<(), String>>;
 
-/// Where a cell reports its exit: its supervisor, with the child's id and generation so
-/// that a late report from an old incarnation is recognised and ignored.
-#[derive(Clone)]
-pub(crate) struct ExitReport {
-    pub(crate) supervisor: ActorRef<SupervisorCell>,
-    pub(crate) id: u64,
-    pub(crate) generation: u64,
-}
-
-impl ExitReport {
-    pub(crate) fn send(&self, exit: Exit) {
-        let _ = self
-            .supervisor
-            .tell(ChildExited {
-                id: self.id,
-                generation: self.generation,
-                exit,
-            })
-            .try_send();
-    }
+/// A start report that also completes the returned [`StartWait`].
+pub(crate) fn start_watch(started: StartReport) -> (StartReport, StartWait) {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let report: StartReport = Box::new(move |result: Result<(), String>| {
+        started(result.clone());
+        let _ = sender.send(result);
+    });
+    let wait = Box::pin(async move {
+        receiver
+            .await
+            .unwrap_or_else(|_| Err("stopped before its start-up completed".to_owned()))
+    });
+    (report, wait)
 }
 
 /// A supervised child, type-erased.
 pub(crate) trait Child: Send + Sync + 'static {
     /// The registered name (for a pool worker: the pool's name).
     fn name(&self) -> &str;
-    /// Starts a fresh incarnation; resolves once its `on_start` finished.
-    fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>>;
-    /// Halts the running incarnation after its current message and waits for it to end.
-    /// Queued messages stay in the mailbox.
+    /// Starts a fresh incarnation without waiting for it. `started` hears how its start-up
+    /// went (once); `report` how it ended, if it started. The returned future resolves with
+    /// the start-up result too (dropping it changes nothing).
+    fn start(&self, report: ExitReport, started: StartReport) -> StartWait;
+    /// Halts the running incarnation after its current message and waits until it ended,
+    /// its `on_stop` included, within the stop timeout; past it, the incarnation is
+    /// aborted. Queued messages stay in the mailbox.
     fn halt(&self) -> BoxFuture<'static, ()>;
     /// Sets the state `Status` shows.
     fn set_state(&self, state: ActorState);
@@ -82,13 +62,16 @@ pub(crate) trait Child: Send + Sync + 'static {
 /// The running incarnation: its kameo cell and its halt flag.
 type Incarnation<A> = (ActorRef<Cell<A>>, Arc<AtomicBool>);
 
+/// Runs once a child stopped for good and its supervisor forgot it (releases its name).
+pub(crate) type OnForget = Box<dyn Fn() + Send + Sync>;
+
 /// One worker slot of an actor: the single cell of an actor, or worker `i` of a pool.
 pub(crate) struct ActorChild<A: Actor> {
     pub(crate) shared: Arc<Shared<A>>,
     worker: usize,
     current: Mutex<Option<Incarnation<A>>>,
-    /// Set for single actors: where to remove the name once it stopped for good.
-    registry: Option<Weak<Registry>>,
+    /// Set for single actors: removes the name once it stopped for good.
+    on_forget: Option<OnForget>,
 }
 
 impl<A: Actor> ActorChild<A> {
@@ -97,14 +80,14 @@ impl<A: Actor> ActorChild<A> {
             shared,
             worker,
             current: Mutex::new(None),
-            registry: None,
+            on_forget: None,
         }
     }
 
-    /// A single actor, whose name leaves `registry` once it stopped for good.
-    pub(crate) fn registered(shared: Arc<Shared<A>>, registry: Weak<Registry>) -> Self {
+    /// A single actor, which runs `on_forget` once it stopped for good.
+    pub(crate) fn registered(shared: Arc<Shared<A>>, on_forget: OnForget) -> Self {
         ActorChild {
-            registry: Some(registry),
+            on_forget: Some(on_forget),
             ..ActorChild::new(shared, 0)
         }
     }
@@ -155,11 +138,6 @@ impl<A: Actor> ActorChild<A> {
     pub(crate) fn status(&self) -> StatusReport {
         self.shared.status()
     }
-
-    /// Moves every queued message to the dead-letter sink as undelivered; returns how many.
-    pub(crate) fn collect_undelivered(&self) -> usize {
-        collect_undelivered(&self.shared)
-    }
 }
 
 impl<A: Actor> Child for ActorChild<A> {
@@ -167,22 +145,21 @@ impl<A: Actor> Child for ActorChild<A> {
         &self.shared.name
     }
 
-    fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>> {
+    fn start(&self, report: ExitReport, started: StartReport) -> StartWait {
         let halt = Arc::new(AtomicBool::new(false));
+        let (started, wait) = start_watch(started);
         let args = CellArgs {
             shared: Arc::clone(&self.shared),
             worker: self.worker,
             halt: Arc::clone(&halt),
             report,
+            started,
         };
+        // The cell's batch loop looks at the mailbox before it parks: messages queued
+        // while no cell ran are handled without a wake-up.
         let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell.clone(), halt));
-        Box::pin(async move {
-            await_startup(&cell).await?;
-            // Drain once unconditionally: messages may have queued while no cell ran.
-            let _ = cell.tell(Drain).try_send();
-            Ok(())
-        })
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell, halt));
+        wait
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
@@ -191,11 +168,33 @@ impl<A: Actor> Child for ActorChild<A> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let (shared, worker) = (Arc::clone(&self.shared), self.worker);
         Box::pin(async move {
             if let Some((cell, halt)) = current {
                 halt.store(true, SeqCst);
-                let _ = cell.tell(Drain).try_send();
-                cell.wait_for_shutdown().await;
+                shared.mailbox.dispatch.wake(worker);
+                // Until its `on_stop` finished (it detaches from the mailbox there), within
+                // the stop timeout: a handler or hook that never returns is aborted.
+                let stopped = tokio::time::timeout(
+                    shared.config.stop_timeout,
+                    cell.wait_for_shutdown_result(),
+                )
+                .await;
+                if stopped.is_err() {
+                    tracing::warn!(
+                        target: "vortex.restart",
+                        actor = %shared.name,
+                        timeout = ?shared.config.stop_timeout,
+                        "did not stop within the stop timeout; aborted"
+                    );
+                    cell.kill();
+                    // Its `on_stop` will never run: do what it would have done.
+                    shared.workers.fetch_sub(1, SeqCst);
+                    shared
+                        .mailbox
+                        .dispatch
+                        .detach(worker, !shared.mailbox.is_empty());
+                }
             }
         })
     }
@@ -210,8 +209,7 @@ impl<A: Actor> Child for ActorChild<A> {
 
     fn retire(&self) {
         if self.shared.workers.load(SeqCst) == 0 {
-            self.shared.mailbox.close();
-            self.collect_undelivered();
+            self.shared.retire();
         }
     }
 
@@ -222,41 +220,8 @@ impl<A: Actor> Child for ActorChild<A> {
     }
 
     fn forget(&self) {
-        if let Some(registry) = self.registry.as_ref().and_then(Weak::upgrade) {
-            registry.remove(std::slice::from_ref(&self.shared.name));
+        if let Some(on_forget) = &self.on_forget {
+            on_forget();
         }
     }
-}
-
-/// Waits until kameo finished starting `cell`, or reports why it never will (its start
-/// hook failed, or it stopped before its start-up completed).
-pub(crate) async fn await_startup<A>(cell: &ActorRef<A>) -> Result<(), String>
-where
-    A: kameo::Actor,
-    A::Error: Clone + std::fmt::Display,
-{
-    tokio::select! {
-        started = cell.wait_for_startup_result() => started.map_err(|error| error.to_string()),
-        () = cell.wait_for_shutdown() => match cell.get_startup_result() {
-            Some(Ok(())) => Ok(()),
-            Some(Err(error)) => Err(error.to_string()),
-            None => Err("stopped before its start-up completed".to_owned()),
-        },
-    }
-}
-
-/// Moves every queued message of a closed mailbox to the dead-letter sink.
-pub(crate) fn collect_undelivered<A: Actor>(shared: &Shared<A>) -> usize {
-    let mut reader = shared.mailbox.reader();
-    let left = shared.mailbox.take_all(&mut reader);
-    let count = left.len();
-    for message in left {
-        shared.dead_letter(DeadLetterReason::Undelivered, Some(message));
-    }
-    count
-}
-
-/// Lets the registry hand out typed addresses: `Arc<dyn Any>` of the shared state.
-pub(crate) fn erase<A: Actor>(shared: &Arc<Shared<A>>) -> Arc<dyn Any + Send + Sync> {
-    Arc::clone(shared) as Arc<dyn Any + Send + Sync>
 }
