@@ -1,9 +1,16 @@
-//! The built-in single-node pipeline that `vortex run` starts: a source feeding the CPU
-//! preprocessor (a pool of workers normalising images on a pinned resource group) feeding
-//! a sink that stands in for the GPU launcher.
+//! The built-in single-node pipeline that `vortex run` starts:
+//!
+//! ```text
+//! source ──► preprocessor pool ──► router ──► launcher-0 (cpu:0) ──┐
+//! (image      (normalise to f32,    (device    launcher-1 (cpu:1) ──┼──► sink
+//!  batches)    group `cpu`)          score)    …                   ─┘
+//! ```
+//!
+//! Each launcher drives one CPU compute device — its own pinned resource group
+//! `device-<i>` — running the built-in MLP kernel on every batch.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
 //! use std::time::Duration;
 //! use vortex::demo::{run, DemoConfig};
 //!
@@ -15,16 +22,25 @@
 //! # }
 //! ```
 
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
-use std::sync::Arc;
+use vortex_messages::pipeline::FinishedBatch;
 
-use vortex_messages::pipeline::{BatchKind, PreparedBatch, RawBatch};
-
-use crate::actors::preprocessor::{now_micros, NormalizeImages, Preprocessor, PreprocessorConfig};
-use crate::actors::telemetry::{ExporterConfig, RuntimeExporter};
+use crate::actors::launcher::{
+    ComputeDevice, CpuDevice, KernelRegistry, Launcher, LauncherConfig, LauncherHandle, MlpKernel,
+    Router, ScoreWeights,
+};
+use crate::actors::preprocessor::{NormalizeImages, Preprocessor, PreprocessorConfig};
+use crate::actors::source::{ImageSource, SourceConfig};
+use crate::actors::telemetry::{ExporterConfig, RuntimeExporter, TelemetryPublisher};
 use crate::prelude::*;
 use crate::runtime::buffer_pool::BufferPool;
+
+/// Outputs of the demo MLP (classes).
+const MLP_OUTPUTS: usize = 10;
+
+/// Memory each CPU device hands out.
+const DEVICE_MEMORY_BYTES: u64 = 256 << 20;
 
 /// Settings of the demo pipeline.
 #[derive(Debug, Clone)]
@@ -33,8 +49,16 @@ pub struct DemoConfig {
     pub duration: Duration,
     /// Transform workers in the pool.
     pub workers: u32,
-    /// Bytes per batch.
+    /// Bytes per image (one square RGB image of about this size).
     pub batch_bytes: usize,
+    /// Images per batch (the source's batch-size knob at start).
+    pub batch_items: u32,
+    /// CPU compute devices, one launcher each.
+    pub devices: u32,
+    /// Hidden units of the MLP kernel.
+    pub hidden: usize,
+    /// Batches each launcher may hold ahead.
+    pub prefetch_depth: u32,
     /// Scale the pool to this size half-way through.
     pub scale_to: Option<u32>,
     /// Serve Prometheus metrics here while the pipeline runs.
@@ -47,27 +71,31 @@ impl Default for DemoConfig {
             duration: Duration::from_secs(3),
             workers: 2,
             batch_bytes: 4096,
+            batch_items: 8,
+            devices: 2,
+            hidden: 64,
+            prefetch_depth: 2,
             scale_to: None,
             metrics_addr: None,
         }
     }
 }
 
-/// Sink messages: prepared batches, and a request for the totals.
+/// Sink messages: finished batches, and a request for the totals.
 pub enum SinkMessage {
-    /// One prepared (normalised, f32) batch from the preprocessor.
-    Batch(PreparedBatch),
+    /// One finished batch (the MLP's output) from a launcher.
+    Batch(FinishedBatch),
     /// Totals so far: (batches, bytes, distinct ids).
     Totals(Reply<(u64, u64, u64)>),
 }
 
-impl From<PreparedBatch> for SinkMessage {
-    fn from(batch: PreparedBatch) -> Self {
+impl From<FinishedBatch> for SinkMessage {
+    fn from(batch: FinishedBatch) -> Self {
         SinkMessage::Batch(batch)
     }
 }
 
-/// Sink: stands in for the GPU launcher; counts batches and bytes and checks that no id
+/// Sink: the end of the pipeline; counts batches and bytes and checks that no id
 /// arrives twice.
 #[derive(Default)]
 struct Sink {
@@ -97,6 +125,31 @@ impl Actor for Sink {
     }
 }
 
+/// What one launcher did in a demo run.
+#[derive(Debug, Clone)]
+pub struct LauncherSummary {
+    /// The launcher's registered name.
+    pub name: String,
+    /// Its device (`cpu:0`).
+    pub device: String,
+    /// Batches the router sent it.
+    pub routed: u64,
+    /// Batches it finished.
+    pub batches: u64,
+    /// Items in those batches.
+    pub items: u64,
+    /// Kernel time, all batches together.
+    pub compute: Duration,
+    /// Copy time, all batches together.
+    pub copy: Duration,
+    /// Fraction of its active time it waited for input.
+    pub data_stall_ratio: f64,
+    /// Device faults.
+    pub faults: u64,
+    /// Whether it was in rotation at the end.
+    pub in_rotation: bool,
+}
+
 /// What one demo run did.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
@@ -112,36 +165,42 @@ pub struct DemoReport {
     pub fed_for: Duration,
     /// Every actor's status at the end.
     pub statuses: Vec<StatusReport>,
+    /// Every launcher's summary.
+    pub launchers: Vec<LauncherSummary>,
     /// Every resource group's status at the end.
     pub groups: Vec<vortex_messages::resource::ResourceGroupStatus>,
-    /// Dead letters in the runtime.
+    /// Dead letters in the runtime (each one a batch that is accounted for, not lost).
     pub dead_letters: u64,
 }
 
 impl DemoReport {
-    /// Batches sent but not received exactly once.
+    /// Batches sent but neither received exactly once nor dead-lettered.
     pub fn lost(&self) -> u64 {
-        self.sent.abs_diff(self.distinct) + self.received.abs_diff(self.distinct)
+        let accounted = self.distinct + self.dead_letters;
+        self.sent.saturating_sub(accounted) + self.received.abs_diff(self.distinct)
     }
 
-    /// A human-readable summary and status table.
+    /// A human-readable summary, launcher table and status table.
     pub fn render(&self, wall: Duration) -> String {
         let secs = self.fed_for.as_secs_f64().max(1e-9);
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Nexa Vortex demo pipeline: source -> preprocessor pool (resource group `cpu`) -> sink"
+            "Nexa Vortex demo pipeline: source -> preprocessor pool (resource group `cpu`) -> router -> {} launchers (CPU devices, MLP kernel) -> sink",
+            self.launchers.len()
         );
         let _ = writeln!(
             out,
-            "batches: sent {} received {} lost {} | {:.0} batches/s, {:.1} MB/s | wall {:.2}s",
+            "batches: sent {} received {} dead-lettered {} lost {} | {:.0} batches/s, {:.1} MB/s out | wall {:.2}s",
             self.sent,
             self.received,
+            self.dead_letters,
             self.lost(),
             self.received as f64 / secs,
             self.bytes as f64 / secs / 1e6,
             wall.as_secs_f64()
         );
+        self.render_launchers(&mut out);
         let _ = writeln!(
             out,
             "{:<12} {:<10} {:<10} {:>8} {:>10} {:>9} {:>8} {:>8}",
@@ -176,64 +235,149 @@ impl DemoReport {
         let _ = write!(out, "dead letters: {}", self.dead_letters);
         out
     }
+
+    fn render_launchers(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<7} {:<8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>7} {:>7}",
+            "LAUNCHER",
+            "DEVICE",
+            "ROTATION",
+            "ROUTED",
+            "BATCHES",
+            "ITEMS",
+            "COMPUTE_MS",
+            "COPY_MS",
+            "STALL%",
+            "FAULTS"
+        );
+        for launcher in &self.launchers {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<7} {:<8} {:>8} {:>8} {:>8} {:>11.1} {:>8.1} {:>7.1} {:>7}",
+                launcher.name,
+                launcher.device,
+                if launcher.in_rotation { "in" } else { "OUT" },
+                launcher.routed,
+                launcher.batches,
+                launcher.items,
+                launcher.compute.as_secs_f64() * 1e3,
+                launcher.copy.as_secs_f64() * 1e3,
+                launcher.data_stall_ratio * 100.0,
+                launcher.faults
+            );
+        }
+    }
+}
+
+/// Builds the runtime: resource group `cpu` (one thread per core, pinned) for the
+/// preprocessor and `device-<i>` for each CPU device (its share of the cores).
+fn build_runtime(devices: u32) -> Result<Runtime, RuntimeError> {
+    let cores = core_ids();
+    let mut builder =
+        Runtime::builder().resource_group("cpu", cores.len().max(1), Some(cores.clone()));
+    for device in 0..devices as usize {
+        let share = device_cores(&cores, device, devices as usize);
+        builder =
+            builder.resource_group(format!("device-{device}"), share.len().max(1), Some(share));
+    }
+    builder.build()
+}
+
+/// Device `index` of `devices` gets an equal slice of `cores` (at least one core,
+/// wrapping around when there are more devices than cores).
+fn device_cores(cores: &[usize], index: usize, devices: usize) -> Vec<usize> {
+    if cores.is_empty() {
+        return vec![];
+    }
+    let per = (cores.len() / devices.max(1)).max(1);
+    (0..per)
+        .map(|i| cores[(index * per + i) % cores.len()])
+        .collect()
+}
+
+fn invalid(error: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::InvalidConfig(error.to_string())
 }
 
 /// Runs the demo pipeline on the current tokio runtime and reports what it did.
 ///
 /// The source sends raw RGB image batches (u8) to a [`Preprocessor`] pool that normalises
-/// them to f32 on the resource group `cpu` (one thread per core, pinned), with pooled
-/// output buffers, and forwards them to the sink with back-pressure.
+/// them to f32 on the resource group `cpu` with pooled buffers; the [`Router`] sends each
+/// prepared batch to the best-scoring [`Launcher`], whose CPU device runs the MLP kernel on
+/// its own pinned group and forwards the output to the sink. Every stage applies
+/// back-pressure to the one before.
 pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
-    let cores = core_ids();
-    let rt = Runtime::builder()
-        .resource_group("cpu", cores.len().max(1), Some(cores))
-        .build()?;
+    let devices = config.devices.max(1);
+    let rt = build_runtime(devices)?;
     let sink = rt.spawn("sink", Sink::default).await?;
-    let transform = NormalizeImages::imagenet();
+    let buffers = BufferPool::default();
+    let side = image_side(config.batch_bytes);
+    let features = 3 * (side as usize) * (side as usize);
+    let mut kernels = KernelRegistry::new();
+    kernels.register(Arc::new(MlpKernel::seeded(
+        features,
+        config.hidden.max(1),
+        MLP_OUTPUTS,
+        7,
+    )));
+    let exporter = match config.metrics_addr {
+        Some(addr) => Some(start_exporter(&rt, addr).await?),
+        None => None,
+    };
+    let mut launchers = Vec::new();
+    for index in 0..devices {
+        let group = rt.resource_group(&format!("device-{index}"))?;
+        let device = ComputeDevice::Cpu(CpuDevice::new(
+            index,
+            group,
+            DEVICE_MEMORY_BYTES,
+            Duration::from_millis(100),
+        ));
+        let mut launcher_config = LauncherConfig::with_kernel_named(
+            format!("launcher-{index}"),
+            device,
+            &kernels,
+            MlpKernel::NAME,
+        )
+        .map_err(invalid)?
+        .prefetch_depth(config.prefetch_depth.max(1))
+        .return_buffers_to(buffers.clone());
+        if let Some((_, telemetry)) = &exporter {
+            launcher_config = launcher_config.telemetry(telemetry.clone());
+        }
+        launchers.push(
+            Launcher::spawn(&rt, launcher_config, sink.clone())
+                .await
+                .map_err(invalid)?,
+        );
+    }
+    let router = Arc::new(Router::new(
+        "router",
+        launchers,
+        ScoreWeights::default(),
+        rt.dead_letters().clone(),
+    ));
     let preprocessor_config = PreprocessorConfig::new(
         "preprocess",
         rt.resource_group("cpu")?,
-        Arc::new(transform),
-        BufferPool::default(),
+        Arc::new(NormalizeImages::imagenet()),
+        buffers,
     )
     .workers(config.workers.max(1));
-    let preprocessor = Preprocessor::spawn(&rt, preprocessor_config, sink.clone())
+    let preprocessor = Preprocessor::spawn(&rt, preprocessor_config, Arc::clone(&router))
         .await
-        .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
-    let exporter = match config.metrics_addr {
-        Some(addr) => {
-            let exporter_config = ExporterConfig {
-                addr,
-                ..ExporterConfig::default()
-            };
-            let exporter = RuntimeExporter::start(&rt, exporter_config, Duration::from_millis(500))
-                .await
-                .map_err(|error| RuntimeError::InvalidConfig(error.to_string()))?;
-            tracing::info!(addr = %exporter.local_addr(), "serving /metrics");
-            Some(exporter)
-        }
-        None => None,
-    };
-    let side = image_side(config.batch_bytes);
+        .map_err(invalid)?;
+    let source_config = SourceConfig::new("source", side, config.batch_items.max(1));
+    let source = ImageSource::spawn(&rt, source_config, preprocessor.addr().clone()).await?;
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
     while start.elapsed() < config.duration {
-        let batch = RawBatch {
-            id: sent,
-            kind: BatchKind::Images {
-                width: side,
-                height: side,
-                channels: 3,
-            },
-            items: 1,
-            data: vec![(sent % 251) as u8; (side * side * 3) as usize],
-            created_at_micros: now_micros(),
-        };
-        if preprocessor.submit(batch).await.is_err() {
-            break;
+        match source.emit(4).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
         }
-        sent += 1;
         if !scaled && start.elapsed() >= config.duration / 2 {
             scaled = true;
             if let Some(n) = config.scale_to {
@@ -243,28 +387,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
     }
     let fed_for = start.elapsed();
-    // Wait (bounded) until every batch went through both stages.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut totals = (0, 0, 0);
-    while tokio::time::Instant::now() < deadline {
-        totals = sink
-            .ask(SinkMessage::Totals)
-            .await
-            .map_err(|_| RuntimeError::ShutDown)?;
-        if totals.0 >= sent {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    let totals = wait_for_sink(&rt, &sink, sent).await?;
     let mut statuses = Vec::new();
     for info in rt.actors() {
         if let ControlReply::Status(status) = rt.control(&info.name, Control::Status).await? {
             statuses.push(status);
         }
     }
+    let launchers = summarise(&router);
     let dead_letters = rt.dead_letters().count();
     let groups = rt.resource_groups();
-    if let Some(exporter) = exporter {
+    if let Some((exporter, _)) = exporter {
         let _ = exporter.shutdown().await;
     }
     rt.shutdown().await;
@@ -275,9 +408,73 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         bytes: totals.1,
         fed_for,
         statuses,
+        launchers,
         groups,
         dead_letters,
     })
+}
+
+/// Serves `/metrics` at `addr`, fed by the runtime sampler and by the launchers' events.
+async fn start_exporter(
+    rt: &Runtime,
+    addr: std::net::SocketAddr,
+) -> Result<(RuntimeExporter, crate::actors::telemetry::TelemetryHandle), RuntimeError> {
+    let exporter_config = ExporterConfig {
+        addr,
+        ..ExporterConfig::default()
+    };
+    let exporter = RuntimeExporter::start(rt, exporter_config, Duration::from_millis(500))
+        .await
+        .map_err(invalid)?;
+    let telemetry = TelemetryPublisher::spawn(rt, "telemetry", 1024).await?;
+    tokio::spawn(exporter.sink().clone().consume(telemetry.subscribe()));
+    tracing::info!(addr = %exporter.local_addr(), "serving /metrics");
+    Ok((exporter, telemetry))
+}
+
+/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink.
+async fn wait_for_sink(
+    rt: &Runtime,
+    sink: &Addr<Sink>,
+    sent: u64,
+) -> Result<(u64, u64, u64), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut totals = (0, 0, 0);
+    while tokio::time::Instant::now() < deadline {
+        totals = sink
+            .ask(SinkMessage::Totals)
+            .await
+            .map_err(|_| RuntimeError::ShutDown)?;
+        if totals.0 + rt.dead_letters().count() >= sent {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(totals)
+}
+
+fn summarise(router: &Router) -> Vec<LauncherSummary> {
+    let routed = router.routed();
+    router
+        .launchers()
+        .iter()
+        .zip(routed)
+        .map(|(launcher, routed): (&LauncherHandle, u64)| {
+            let snapshot = launcher.stats().snapshot();
+            LauncherSummary {
+                name: launcher.name().to_owned(),
+                device: launcher.device().label().to_owned(),
+                routed,
+                batches: snapshot.batches,
+                items: snapshot.items,
+                compute: snapshot.compute,
+                copy: snapshot.copy,
+                data_stall_ratio: snapshot.data_stall_ratio,
+                faults: snapshot.faults,
+                in_rotation: snapshot.in_rotation,
+            }
+        })
+        .collect()
 }
 
 /// The side of a square RGB image of about `bytes` bytes (at least 1 pixel).

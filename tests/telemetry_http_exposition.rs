@@ -111,6 +111,9 @@ async fn metrics_report_an_exact_known_workload() {
             items: 64,
             preprocess_micros: 300,
             execute_micros: 2_000,
+            queue_wait_micros: 0,
+            copy_micros: 0,
+            bytes: 0,
         }));
     }
     hub.publish(

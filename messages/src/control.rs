@@ -27,6 +27,18 @@ pub enum Control {
     Status,
     /// Stop gracefully: refuse new messages, handle what is queued, then stop for good.
     Stop,
+    /// A knob: items per batch from now on, for an actor that makes batches (a source).
+    /// The autotuner turns it; actors that make no batches answer `Unsupported`.
+    SetBatchSize {
+        /// Items per batch wanted (at least 1).
+        items: u32,
+    },
+    /// A knob: how many prepared batches a device launcher may hold ahead of the one it
+    /// is running. Actors that hold no batches ahead answer `Unsupported`.
+    SetPrefetchDepth {
+        /// Batches held ahead wanted (at least 1).
+        depth: u32,
+    },
 }
 
 impl Control {
@@ -39,6 +51,8 @@ impl Control {
             Control::Scale { .. } => "scale",
             Control::Status => "status",
             Control::Stop => "stop",
+            Control::SetBatchSize { .. } => "set-batch-size",
+            Control::SetPrefetchDepth { .. } => "set-prefetch-depth",
         }
     }
 }
@@ -47,6 +61,8 @@ impl fmt::Display for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Control::Scale { n } => write!(f, "scale {n}"),
+            Control::SetBatchSize { items } => write!(f, "set-batch-size {items}"),
+            Control::SetPrefetchDepth { depth } => write!(f, "set-prefetch-depth {depth}"),
             other => f.write_str(other.name()),
         }
     }
@@ -223,4 +239,42 @@ pub enum ControlError {
         /// The reason it gave.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    #[test]
+    fn knobs_round_trip_through_the_wire_and_keep_their_names() {
+        let table = [
+            (
+                Control::SetBatchSize { items: 32 },
+                "set-batch-size",
+                "set-batch-size 32",
+            ),
+            (
+                Control::SetPrefetchDepth { depth: 3 },
+                "set-prefetch-depth",
+                "set-prefetch-depth 3",
+            ),
+            (Control::Scale { n: 4 }, "scale", "scale 4"),
+            (Control::Resume, "resume", "resume"),
+        ];
+        for (command, name, shown) in table {
+            let bytes = wire::encode(&command).expect("encode");
+            let back: Control = wire::decode(&bytes).expect("decode");
+            assert_eq!(back, command);
+            assert_eq!(back.name(), name);
+            assert_eq!(back.to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn knobs_are_distinct_on_the_wire() {
+        let batch = wire::encode(&Control::SetBatchSize { items: 2 }).expect("encode");
+        let prefetch = wire::encode(&Control::SetPrefetchDepth { depth: 2 }).expect("encode");
+        assert_ne!(batch, prefetch);
+    }
 }

@@ -6,9 +6,10 @@
 //!
 //! # Layout
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
-//!   `Status`, `Stop`), their replies and their errors.
+//!   `Status`, `Stop`), the knobs (`SetBatchSize`, `SetPrefetchDepth`), their replies and
+//!   their errors.
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
-//! - [`pipeline`]: batches of the preprocessing pipeline (`RawBatch`, `PreparedBatch`).
+//! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
 //! - [`resource`]: status data of resource groups and the buffer pool.
 //! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.

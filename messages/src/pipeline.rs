@@ -1,5 +1,6 @@
 //! Batches of the preprocessing pipeline: what a source hands the CPU preprocessor
-//! ([`RawBatch`]) and what the preprocessor hands a device ([`PreparedBatch`]).
+//! ([`RawBatch`]), what the preprocessor hands a device ([`PreparedBatch`]) and what a
+//! device launcher hands the next stage ([`FinishedBatch`]).
 //!
 //! Plain wire data (serde, bincode 2); nothing here names a runtime type.
 
@@ -98,4 +99,27 @@ pub struct PreparedBatch {
     /// The raw batch's creation time (microseconds since the Unix epoch), carried along
     /// so that end-to-end latency can be measured.
     pub created_at_micros: u64,
+}
+
+/// A batch a device finished: the kernel's output, with where and how long it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedBatch {
+    /// The id of the raw batch it came from.
+    pub id: u64,
+    /// The device that ran it (the launcher's device index).
+    pub device: u32,
+    /// Number of items.
+    pub items: u32,
+    /// Element type of `data`.
+    pub dtype: DType,
+    /// Dimensions of the output, outermost first; the first is `items`.
+    pub shape: Vec<u32>,
+    /// The output tensor, little-endian, row-major.
+    pub data: Vec<u8>,
+    /// The raw batch's creation time (microseconds since the Unix epoch).
+    pub created_at_micros: u64,
+    /// Host→device and device→host copy time, in microseconds.
+    pub copy_micros: u64,
+    /// Kernel time (launch to synchronise), in microseconds.
+    pub compute_micros: u64,
 }

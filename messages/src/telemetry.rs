@@ -58,6 +58,8 @@ pub enum TelemetryEvent {
     JournalFsynced(JournalFsynced),
     /// A periodic health sample of one device.
     DeviceSampled(DeviceSampled),
+    /// A periodic sample of how well one device launcher is fed.
+    LauncherSampled(LauncherSampled),
 }
 
 impl TelemetryEvent {
@@ -75,6 +77,7 @@ impl TelemetryEvent {
             Self::TimerLagged(e) => e.at_micros,
             Self::JournalFsynced(e) => e.at_micros,
             Self::DeviceSampled(e) => e.at_micros,
+            Self::LauncherSampled(e) => e.at_micros,
         }
     }
 
@@ -92,6 +95,7 @@ impl TelemetryEvent {
             Self::TimerLagged(_) => "timer_lagged",
             Self::JournalFsynced(_) => "journal_fsynced",
             Self::DeviceSampled(_) => "device_sampled",
+            Self::LauncherSampled(_) => "launcher_sampled",
         }
     }
 }
@@ -126,6 +130,15 @@ pub struct BatchFinished {
     pub preprocess_micros: u64,
     /// Time from launch to completion on the device, in microseconds.
     pub execute_micros: u64,
+    /// Time the batch waited for its launcher (routed to taken), in microseconds.
+    #[serde(default)]
+    pub queue_wait_micros: u64,
+    /// Host→device plus device→host copy time, in microseconds.
+    #[serde(default)]
+    pub copy_micros: u64,
+    /// Bytes copied to the device.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A periodic sample of one actor's data-mailbox depth.
@@ -243,6 +256,23 @@ pub struct DeviceSampled {
     pub temperature_celsius: f32,
 }
 
+/// A periodic sample of how well one device launcher is fed ("is the GPU fed?").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LauncherSampled {
+    /// Microseconds since the UNIX epoch.
+    pub at_micros: u64,
+    /// The launcher's device.
+    pub device: DeviceId,
+    /// The launcher's registered name.
+    pub launcher: Name,
+    /// Fraction of its time (since its first batch) the launcher waited for input, 0–1.
+    pub data_stall_ratio: f64,
+    /// Batches it holds ahead of the one running.
+    pub queued: u64,
+    /// Whether the router may send it batches (false after too many device faults).
+    pub in_rotation: bool,
+}
+
 macro_rules! impl_from_event {
     ($($variant:ident),* $(,)?) => {
         $(impl From<$variant> for TelemetryEvent {
@@ -265,6 +295,7 @@ impl_from_event!(
     TimerLagged,
     JournalFsynced,
     DeviceSampled,
+    LauncherSampled,
 );
 
 #[cfg(test)]

@@ -100,23 +100,32 @@ impl DeadLetters {
     }
 
     /// Records a message that will not be handled, counted like the runtime's own dead
-    /// letters. For subsystems that take a message out of the flow themselves (a batch a
-    /// device could not run); `letter.message` keeps the message for inspection.
-    pub fn record(&self, letter: DeadLetter) {
-        self.push(letter);
+    /// letters, for subsystems that take a message out of the flow themselves (a batch a
+    /// device could not run); `letter.message` keeps the message for inspection. `bytes` is
+    /// what the retained message weighs for the retention bound — unlike the runtime's own
+    /// records (counted at `size_of_val`), include what it owns on the heap (a batch's
+    /// data) when you know it.
+    pub fn record(&self, letter: DeadLetter, bytes: usize) {
+        self.retain(letter, bytes);
     }
 
+    /// Records one of the runtime's own dead letters, weighed at its message's size.
     pub(crate) fn push(&self, letter: DeadLetter) {
+        let bytes = letter
+            .message
+            .as_ref()
+            .map_or(0, |message| std::mem::size_of_val(&**message));
+        self.retain(letter, bytes);
+    }
+
+    fn retain(&self, letter: DeadLetter, bytes: usize) {
         let inner = &*self.inner;
         inner.total.fetch_add(1, Relaxed);
         tracing::debug!(actor = %letter.actor, reason = ?letter.reason, "dead letter");
         if inner.retain == 0 {
             return;
         }
-        let bytes = letter
-            .message
-            .as_ref()
-            .map_or(0, |message| std::mem::size_of_val(&**message));
+        let bytes = if letter.message.is_some() { bytes } else { 0 };
         let mut records = self.records();
         records.letters.push_back((letter, bytes));
         records.bytes += bytes;

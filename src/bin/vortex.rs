@@ -1,8 +1,11 @@
 //! The `vortex` command.
 //!
 //! `vortex run` starts the built-in single-node pipeline — a source feeding the CPU
-//! preprocessor pool (on a pinned resource group) feeding a sink — runs it for a bounded
-//! time, then prints throughput and a status table of every actor and resource group. `vortex run --help` lists the knobs.
+//! preprocessor pool (on a pinned resource group), a router spreading prepared batches
+//! over one launcher per CPU compute device (each on its own pinned group, running the
+//! MLP kernel), and a sink — runs it for a bounded time, then prints throughput, a
+//! launcher table (batches, compute time, data-stall ratio) and a status table of every
+//! actor and resource group. `vortex run --help` lists the knobs.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the built-in single-node pipeline (source → preprocessor pool → sink).
+    /// Run the built-in single-node pipeline (source → preprocessor pool → router →
+    /// launchers on CPU devices → sink).
     Run {
         /// How long to feed the pipeline, in seconds.
         #[arg(long, default_value_t = 3.0)]
@@ -34,9 +38,18 @@ enum Command {
         /// Preprocessor workers in the pool.
         #[arg(long, default_value_t = 2)]
         workers: u32,
-        /// Bytes per raw batch (one square RGB image of about this size).
+        /// Bytes per image (one square RGB image of about this size).
         #[arg(long, default_value_t = 4096)]
         batch_bytes: usize,
+        /// Images per batch at start (the source's batch-size knob).
+        #[arg(long, default_value_t = 8)]
+        batch_items: u32,
+        /// CPU compute devices, one launcher each.
+        #[arg(long, default_value_t = 2)]
+        devices: u32,
+        /// Batches each launcher may hold ahead (the prefetch-depth knob).
+        #[arg(long, default_value_t = 2)]
+        prefetch_depth: u32,
         /// Scale the pool to this many workers half-way through (live, no loss).
         #[arg(long)]
         scale_to: Option<u32>,
@@ -55,6 +68,9 @@ fn main() -> Result<()> {
             seconds,
             workers,
             batch_bytes,
+            batch_items,
+            devices,
+            prefetch_depth,
             scale_to,
             metrics_addr,
         } => {
@@ -62,8 +78,12 @@ fn main() -> Result<()> {
                 duration: Duration::from_secs_f64(seconds.max(0.0)),
                 workers,
                 batch_bytes,
+                batch_items,
+                devices,
+                prefetch_depth,
                 scale_to,
                 metrics_addr,
+                ..DemoConfig::default()
             };
             let tokio = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -90,6 +90,21 @@ impl<T: Send + 'static> Downstream<T> for mpsc::Sender<T> {
     }
 }
 
+/// A shared stage is a stage: an `Arc` of one forwards to it (so one router or sink can
+/// be the next stage of several producers and still be inspected by its owner).
+impl<T, D> Downstream<T> for std::sync::Arc<D>
+where
+    D: Downstream<T> + ?Sized,
+{
+    fn send(&self, item: T) -> SendFuture<'_> {
+        (**self).send(item)
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
 /// A closure as a [`Downstream`]: `Fn(T) -> SendFuture<'static>`.
 pub struct FnDownstream<F> {
     name: String,

@@ -21,6 +21,7 @@
 //! | [`TIMER_LAG_SECONDS`] | `TimerLagged` events |
 //! | [`CONTROL_COMMANDS_APPLIED`] | `ControlApplied` events |
 //! | [`DEVICE_UTILISATION_RATIO`], [`DEVICE_MEMORY_USED_BYTES`], [`DEVICE_MEMORY_TOTAL_BYTES`], [`DEVICE_TEMPERATURE_CELSIUS`] | `DeviceSampled` events |
+//! | [`LAUNCHER_DATA_STALL_RATIO`] | `LauncherSampled` events |
 //! | [`MAILBOX_DEPTH`] (also) | `MailboxDepthSampled` events (a gauge set is idempotent) |
 //!
 //! Restart and dead-letter *events* are not counted by [`MetricsSink::observe`]:
@@ -81,6 +82,10 @@ pub const DEVICE_MEMORY_TOTAL_BYTES: &str = "vortex_device_memory_total_bytes";
 /// Gauge: device temperature.
 pub const DEVICE_TEMPERATURE_CELSIUS: &str = "vortex_device_temperature_celsius";
 
+/// Gauge: fraction of its time a device launcher waited for input (0.0–1.0): is the
+/// device fed?
+pub const LAUNCHER_DATA_STALL_RATIO: &str = "vortex_launcher_data_stall_ratio";
+
 /// Every metric family name this crate registers, as it appears in `# TYPE` lines.
 pub const METRIC_NAMES: &[&str] = &[
     MESSAGES_HANDLED,
@@ -98,6 +103,7 @@ pub const METRIC_NAMES: &[&str] = &[
     DEVICE_MEMORY_USED_BYTES,
     DEVICE_MEMORY_TOTAL_BYTES,
     DEVICE_TEMPERATURE_CELSIUS,
+    LAUNCHER_DATA_STALL_RATIO,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,6 +147,7 @@ struct Families {
     device_memory_used: Family<DeviceLabels, Gauge>,
     device_memory_total: Family<DeviceLabels, Gauge>,
     device_temperature: Family<DeviceLabels, FloatGauge>,
+    data_stall: Family<DeviceLabels, FloatGauge>,
 }
 
 /// The runtime's metrics: registers every `vortex_` family in one [`Registry`]
@@ -223,6 +230,11 @@ impl MetricsSink {
             "Device temperature",
             f.device_temperature.clone(),
         );
+        r.register(
+            LAUNCHER_DATA_STALL_RATIO,
+            "Fraction of time a device launcher waited for input",
+            f.data_stall.clone(),
+        );
         Self {
             families: Arc::new(f),
         }
@@ -296,6 +308,10 @@ impl MetricsSink {
                 f.device_memory_total.get_or_create(&labels).set(total);
                 let celsius = f64::from(e.temperature_celsius);
                 f.device_temperature.get_or_create(&labels).set(celsius);
+            }
+            TelemetryEvent::LauncherSampled(e) => {
+                let labels = DeviceLabels { device: e.device };
+                f.data_stall.get_or_create(&labels).set(e.data_stall_ratio);
             }
             // Counted by the runtime through `ActorMetrics`, or not a metric.
             _ => {}
@@ -400,7 +416,7 @@ mod tests {
 
     use super::*;
     use vortex_messages::telemetry::{
-        BatchFinished, ControlApplied, DeviceSampled, JournalFsynced, TimerLagged,
+        BatchFinished, ControlApplied, DeviceSampled, JournalFsynced, LauncherSampled, TimerLagged,
     };
 
     /// Touches every metric once so that every family has a series.
@@ -411,7 +427,7 @@ mod tests {
         actor.restarted();
         actor.dead_lettered();
         sink.pool("preprocess").set_size(4);
-        let events: [TelemetryEvent; 5] = [
+        let events: [TelemetryEvent; 6] = [
             BatchFinished {
                 at_micros: 1,
                 batch_id: 1,
@@ -419,6 +435,9 @@ mod tests {
                 items: 32,
                 preprocess_micros: 200,
                 execute_micros: 900,
+                queue_wait_micros: 50,
+                copy_micros: 30,
+                bytes: 4096,
             }
             .into(),
             JournalFsynced {
@@ -449,6 +468,15 @@ mod tests {
                 memory_used_bytes: 10,
                 memory_total_bytes: 20,
                 temperature_celsius: 60.0,
+            }
+            .into(),
+            LauncherSampled {
+                at_micros: 1,
+                device: 0,
+                launcher: "launcher-0".into(),
+                data_stall_ratio: 0.25,
+                queued: 2,
+                in_rotation: true,
             }
             .into(),
         ];
@@ -487,6 +515,7 @@ mod tests {
             "vortex_batch_latency_seconds_count{device=\"0\"} 1",
             "vortex_journal_fsync_latency_seconds_count 1",
             "vortex_pool_size{pool=\"preprocess\"} 4",
+            "vortex_launcher_data_stall_ratio{device=\"0\"} 0.25",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
