@@ -62,6 +62,6 @@ pub use publisher::{TelemetryHandle, TelemetryPublisher};
 pub use spans::init_tracing;
 pub use vortex_messages::telemetry::{
     now_micros, ActorRestarted, ActorStarted, ActorStopped, BatchFinished, BatchLaunched,
-    ControlApplied, DeadLettered, DeviceId, DeviceSampled, JournalFsynced, MailboxDepthSampled,
-    Name, TelemetryEvent, TimerLagged,
+    ControlApplied, DeadLettered, DeviceId, DeviceSampled, JournalFsynced, JournalRecovered,
+    MailboxDepthSampled, Name, TelemetryEvent, TimerLagged,
 };
