@@ -19,7 +19,8 @@
 //! * [`staging`] — the staging buffer (mesocarp arena, or a `Vec<u8>` without the
 //!   `mesocarp` feature).
 //! * [`recovery`] — scanning, point-in-time cuts, quarantine, corruption detection.
-//! * [`log`] — [`Journal`], the synchronous core (`append_batch`, `sync`, `retain`).
+//! * [`log`] — [`Journal`], the synchronous core (`append_batch`, `sync`; `retain` in
+//!   `log/retention.rs`, which never removes a segment a replay still reads).
 //! * [`writer`] — [`JournalWriter`], a group-committing writer thread with tickets.
 //! * [`replay`] — [`JournalReader`], [`Replay`] and [`JournalStatus`].
 //! * [`record`] — [`PendingRecord`], [`Durability`], [`Record`].
