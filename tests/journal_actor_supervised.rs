@@ -202,7 +202,10 @@ async fn a_poisoned_writer_fails_the_actor_and_the_restart_reopens_with_recovery
         handle.opens() == 2
     })
     .await;
-    assert_eq!(rt.status("journal").unwrap().restarts, 1);
+    support::wait_until("the supervisor counted one restart", DEADLINE, || {
+        rt.status("journal").unwrap().restarts == 1
+    })
+    .await;
     let seq = append(&journal, b"three", Durability::Each).await.unwrap();
     assert!(seq >= 3, "{seq}");
     let kept = payloads(&handle);
@@ -261,7 +264,10 @@ async fn a_dead_writer_thread_fails_the_actor_and_the_restart_recovers_real_file
         handle.opens() == 2
     })
     .await;
-    assert_eq!(rt.status("journal").unwrap().restarts, 1);
+    support::wait_until("the supervisor counted one restart", DEADLINE, || {
+        rt.status("journal").unwrap().restarts == 1
+    })
+    .await;
     append(&journal, b"after", Durability::Each).await.unwrap();
     assert_eq!(
         payloads(&handle),

@@ -1,6 +1,6 @@
 //! What the journal actor's incarnations share: the directory and configuration, the
 //! current writer, the last [`RecoveryReport`], and how many times the journal was
-//! opened. Each incarnation opens the journal anew ([`Lineage::open_next`]): it closes
+//! opened. Each incarnation opens the journal anew (`Lineage::open_next`): it closes
 //! the previous writer, waits for its thread to exit (so two writers never touch one
 //! directory), and recovers what that writer left.
 
