@@ -56,6 +56,8 @@ pub enum TelemetryEvent {
     TimerLagged(TimerLagged),
     /// The journal finished one group-commit `fsync`.
     JournalFsynced(JournalFsynced),
+    /// A journal was opened (or reopened after a failure) and recovered.
+    JournalRecovered(JournalRecovered),
     /// A periodic health sample of one device.
     DeviceSampled(DeviceSampled),
     /// A periodic sample of how well one device launcher is fed.
@@ -76,6 +78,7 @@ impl TelemetryEvent {
             Self::ControlApplied(e) => e.at_micros,
             Self::TimerLagged(e) => e.at_micros,
             Self::JournalFsynced(e) => e.at_micros,
+            Self::JournalRecovered(e) => e.at_micros,
             Self::DeviceSampled(e) => e.at_micros,
             Self::LauncherSampled(e) => e.at_micros,
         }
@@ -94,6 +97,7 @@ impl TelemetryEvent {
             Self::ControlApplied(_) => "control_applied",
             Self::TimerLagged(_) => "timer_lagged",
             Self::JournalFsynced(_) => "journal_fsynced",
+            Self::JournalRecovered(_) => "journal_recovered",
             Self::DeviceSampled(_) => "device_sampled",
             Self::LauncherSampled(_) => "launcher_sampled",
         }
@@ -239,6 +243,30 @@ pub struct JournalFsynced {
     pub latency_micros: u64,
 }
 
+/// A journal was opened (or reopened after a failure) and recovered: what recovery kept
+/// and what it cut (the full report is in the journal's logs and `Status` detail).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecovered {
+    /// Microseconds since the UNIX epoch.
+    pub at_micros: u64,
+    /// The journal: the owning actor's name, or the journal directory.
+    pub journal: Name,
+    /// How many times this journal has been opened by its owner (1 = first open).
+    pub opens: u64,
+    /// Segments kept.
+    pub segments: u64,
+    /// Records kept.
+    pub records: u64,
+    /// Sequence number of the last record kept.
+    pub last_seq: u64,
+    /// Bytes cut from the log (torn tail and corruption cut), kept in quarantine files.
+    pub bytes_cut: u64,
+    /// Well-formed frames that lay in the cut bytes.
+    pub frames_cut: u64,
+    /// Segment files moved into quarantine whole.
+    pub segments_quarantined: u64,
+}
+
 /// A periodic health sample of one device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSampled {
@@ -294,6 +322,7 @@ impl_from_event!(
     ControlApplied,
     TimerLagged,
     JournalFsynced,
+    JournalRecovered,
     DeviceSampled,
     LauncherSampled,
 );

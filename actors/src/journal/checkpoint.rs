@@ -141,9 +141,33 @@ impl CheckpointStore {
     }
 
     /// Saves `bytes` as `actor`'s checkpoint for `epoch` and returns the record to
-    /// journal. Saving the same bytes again is a no-op; different bytes for an existing
-    /// epoch are a [`JournalError::CheckpointConflict`].
+    /// journal. Saving the same bytes again is safe and makes them durable again (file,
+    /// directory, root: a retry after a failed directory fsync really syncs); different
+    /// bytes for an existing epoch are a [`JournalError::CheckpointConflict`]. A corrupt
+    /// file under the epoch's name holds nothing worth keeping and is replaced.
     pub fn save(&self, actor: &str, epoch: u64, bytes: &[u8]) -> JournalResult<CheckpointTaken> {
+        self.save_as(actor, epoch, bytes, false)
+    }
+
+    /// Like [`CheckpointStore::save`], but replaces whatever the epoch holds: for an
+    /// epoch whose save was never acknowledged (its journal record failed), which a
+    /// later save may reuse.
+    pub fn save_replacing(
+        &self,
+        actor: &str,
+        epoch: u64,
+        bytes: &[u8],
+    ) -> JournalResult<CheckpointTaken> {
+        self.save_as(actor, epoch, bytes, true)
+    }
+
+    fn save_as(
+        &self,
+        actor: &str,
+        epoch: u64,
+        bytes: &[u8],
+        replace: bool,
+    ) -> JournalResult<CheckpointTaken> {
         let directory = self.actor_directory(actor)?;
         let taken = CheckpointTaken {
             actor: actor.to_owned(),
@@ -152,21 +176,63 @@ impl CheckpointStore {
             crc: crc32c::crc32c(bytes),
         };
         if self.list(actor)?.contains(&epoch) {
-            let existing = self.load(actor, epoch)?;
-            return if existing.bytes == bytes {
-                Ok(taken)
-            } else {
-                Err(JournalError::CheckpointConflict {
-                    actor: actor.to_owned(),
-                    epoch,
-                })
-            };
+            match self.load(actor, epoch) {
+                Ok(existing) if existing.bytes == bytes => {
+                    self.sync_existing(&directory, epoch)?;
+                    return Ok(taken);
+                }
+                Ok(_) if !replace => {
+                    return Err(JournalError::CheckpointConflict {
+                        actor: actor.to_owned(),
+                        epoch,
+                    })
+                }
+                Ok(_) | Err(JournalError::CheckpointCorrupt { .. }) => {}
+                Err(error) => return Err(error),
+            }
         }
         self.fs
             .create_dir_all(&directory)
             .map_err(|error| JournalError::io("creating", directory.clone(), error))?;
         self.write_durably(&directory, epoch, bytes)?;
         Ok(taken)
+    }
+
+    /// Makes an existing checkpoint file durable: its data, its name, its directory's
+    /// name. An earlier save may have failed after its rename, before its fsyncs.
+    fn sync_existing(&self, directory: &Path, epoch: u64) -> JournalResult<()> {
+        let path = Self::checkpoint_path(directory, epoch);
+        let mut file = self
+            .fs
+            .open(&path)
+            .map_err(|error| JournalError::io("opening", path.clone(), error))?;
+        file.sync_data()
+            .map_err(|error| JournalError::from_write("syncing", path.clone(), error))?;
+        self.sync_directories(directory)
+    }
+
+    fn sync_directories(&self, directory: &Path) -> JournalResult<()> {
+        for synced in [directory, self.root.as_path()] {
+            self.fs
+                .sync_dir(synced)
+                .map_err(|error| JournalError::io("syncing", synced.to_path_buf(), error))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `actor`'s checkpoint for `epoch` (durably: the directory is synced). A
+    /// missing epoch is not an error.
+    pub fn remove(&self, actor: &str, epoch: u64) -> JournalResult<()> {
+        let directory = self.actor_directory(actor)?;
+        let path = Self::checkpoint_path(&directory, epoch);
+        match self.fs.remove(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(JournalError::io("removing", path, error)),
+        }
+        self.fs
+            .sync_dir(&directory)
+            .map_err(|error| JournalError::io("syncing", directory.clone(), error))
     }
 
     /// Temp file, `fdatasync`, rename, directory fsync (and the root's, so a new actor
@@ -183,12 +249,7 @@ impl CheckpointStore {
         self.fs
             .rename(&temporary, &path)
             .map_err(|error| JournalError::io("renaming", temporary.clone(), error))?;
-        for synced in [directory, self.root.as_path()] {
-            self.fs
-                .sync_dir(synced)
-                .map_err(|error| JournalError::io("syncing", synced.to_path_buf(), error))?;
-        }
-        Ok(())
+        self.sync_directories(directory)
     }
 
     /// Loads and verifies `actor`'s checkpoint for `epoch`.
@@ -211,12 +272,19 @@ impl CheckpointStore {
             .map_err(|reason| JournalError::CheckpointCorrupt { path, reason })
     }
 
-    /// The checkpoint with the highest epoch, verified, or `None` if there is none.
+    /// The checkpoint with the highest epoch that verifies, or `None` if there is none.
+    /// A corrupt epoch is skipped (logged) in favour of the next older one.
     pub fn latest(&self, actor: &str) -> JournalResult<Option<StoredCheckpoint>> {
-        match self.list(actor)?.last() {
-            Some(&epoch) => self.load(actor, epoch).map(Some),
-            None => Ok(None),
+        for epoch in self.list(actor)?.into_iter().rev() {
+            match self.load(actor, epoch) {
+                Ok(stored) => return Ok(Some(stored)),
+                Err(error @ JournalError::CheckpointCorrupt { .. }) => {
+                    tracing::warn!(actor, epoch, %error, "corrupt checkpoint skipped");
+                }
+                Err(error) => return Err(error),
+            }
         }
+        Ok(None)
     }
 
     /// The epochs saved for `actor`, ascending. Temporary files are not listed.

@@ -19,11 +19,16 @@
 //! * [`staging`] — the staging buffer (mesocarp arena, or a `Vec<u8>` without the
 //!   `mesocarp` feature).
 //! * [`recovery`] — scanning, point-in-time cuts, quarantine, corruption detection.
-//! * [`log`] — [`Journal`], the synchronous core (`append_batch`, `sync`, `retain`).
+//! * [`log`] — [`Journal`], the synchronous core (`append_batch`, `sync`; `retain` in
+//!   `log/retention.rs`, which never removes a segment a replay still reads).
 //! * [`writer`] — [`JournalWriter`], a group-committing writer thread with tickets.
 //! * [`replay`] — [`JournalReader`], [`Replay`] and [`JournalStatus`].
 //! * [`record`] — [`PendingRecord`], [`Durability`], [`Record`].
-//! * [`actor`] — [`JournalActor`]: appends as messages, group-committed, `Status` detail.
+//! * [`actor`] — [`JournalActor`]: the supervised journal — appends as messages, a
+//!   writer failure fails the actor, each incarnation reopens with recovery, live
+//!   retention, `Status` detail.
+//! * [`lineage`] — what the actor's incarnations share: [`JournalActorConfig`],
+//!   [`RetentionSchedule`], [`JournalHandle`].
 //! * [`checkpoint`] — [`CheckpointStore`] for actor snapshots.
 //! * [`durable`] — [`DurableCheckpoints`], the runtime's checkpoint sink on disk.
 //! * `vortex_messages::journal::CheckpointTaken` — the record a checkpoint leaves in the journal.
@@ -58,6 +63,7 @@ pub mod durable;
 pub mod error;
 pub mod frame;
 pub mod io;
+pub mod lineage;
 pub mod log;
 pub mod record;
 pub mod recovery;
@@ -66,13 +72,16 @@ pub mod segment;
 pub mod staging;
 pub mod writer;
 
-pub use actor::{JournalActor, JournalMessage, JournalSpawnError};
+pub use actor::{JournalActor, JournalActorError, JournalMessage, JournalSpawnError};
 pub use checkpoint::{CheckpointStore, StoredCheckpoint};
-pub use durable::{DurableCheckpoints, KIND_CHECKPOINT_TAKEN};
+pub use durable::{
+    CheckpointOptions, DurableCheckpoints, DEFAULT_KEEP_EPOCHS, KIND_CHECKPOINT_TAKEN,
+};
 pub use error::{JournalError, JournalResult};
-pub use log::{Journal, JournalConfig, RetentionPolicy, RetentionReport};
+pub use lineage::{JournalActorConfig, JournalHandle, RetentionSchedule};
+pub use log::{FsyncObserver, Journal, JournalConfig, RetentionPolicy, RetentionReport};
 pub use record::{Durability, PendingRecord, Record};
 pub use recovery::{Cut, RecoveryMode, RecoveryReport};
 pub use replay::{JournalReader, JournalStatus, LatencySummary, Replay};
 pub use vortex_messages::journal::CheckpointTaken;
-pub use writer::{BatchTicket, JournalWriter, Ticket, WriterConfig};
+pub use writer::{BatchTicket, JournalWriter, QueueFull, Ticket, WriterConfig, WriterFailure};

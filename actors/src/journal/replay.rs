@@ -5,7 +5,7 @@
 //! the last visible sequence number under a short lock and then reads the files itself,
 //! so a long replay never stalls appends, and reads go on after the journal is poisoned.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -80,6 +80,49 @@ pub(crate) struct View {
     pub(crate) durable_seq: u64,
     pub(crate) poison: Option<JournalError>,
     pub(crate) fsync_latency: LatencyWindow,
+    /// Replays in progress: pin id → base seq of the oldest segment it still needs.
+    /// Retention keeps that segment and every later one.
+    pub(crate) pins: BTreeMap<u64, u64>,
+    pub(crate) next_pin: u64,
+}
+
+impl View {
+    /// Base seq of the oldest segment a replay still needs, if any replay runs.
+    pub(crate) fn oldest_pinned(&self) -> Option<u64> {
+        self.pins.values().min().copied()
+    }
+}
+
+/// A replay's claim on the segments from `base_seq` on; released on drop.
+#[derive(Debug)]
+struct ReplayPin {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl ReplayPin {
+    fn new(shared: &Arc<Shared>, view: &mut View, base_seq: u64) -> Self {
+        let id = view.next_pin;
+        view.next_pin += 1;
+        view.pins.insert(id, base_seq);
+        Self {
+            shared: Arc::clone(shared),
+            id,
+        }
+    }
+
+    /// The replay moved on to the segment starting at `base_seq`.
+    fn advance(&self, base_seq: u64) {
+        if let Some(pinned) = self.shared.view().pins.get_mut(&self.id) {
+            *pinned = base_seq;
+        }
+    }
+}
+
+impl Drop for ReplayPin {
+    fn drop(&mut self) {
+        self.shared.view().pins.remove(&self.id);
+    }
 }
 
 /// State shared between the writer and its readers.
@@ -133,20 +176,27 @@ pub struct JournalReader {
 impl JournalReader {
     /// The records with `seq >= from_seq` that are visible now, in order. Records before
     /// the oldest kept segment are gone (retention); replay then starts at the oldest.
+    ///
+    /// While the replay runs, retention keeps the segments it has yet to read (and the
+    /// one it reads); they are released as it moves on, and all at its end or drop.
     pub fn replay(&self, from_seq: u64) -> Replay {
-        let view = self.shared.view();
-        let segments = view
+        let mut view = self.shared.view();
+        let segments: VecDeque<SegmentInfo> = view
             .segments
             .iter()
             .filter(|segment| segment.last_seq >= from_seq.max(segment.base_seq))
             .cloned()
             .collect();
+        let pin = segments
+            .front()
+            .map(|first| ReplayPin::new(&self.shared, &mut view, first.base_seq));
         Replay {
             fs: Arc::clone(&self.fs),
             segments,
             next_seq: from_seq,
             end_seq: view.visible_seq,
             current: None,
+            pin,
         }
     }
 
@@ -181,8 +231,8 @@ impl JournalReader {
 
 /// An iterator over records in sequence order; see [`JournalReader::replay`].
 ///
-/// It reads one segment at a time into memory. A segment removed by retention while
-/// the replay runs ends it with an I/O error.
+/// It reads one segment at a time into memory. Retention does not remove a segment the
+/// replay has yet to read: it pins them until it moves past them.
 #[derive(Debug)]
 pub struct Replay {
     fs: Arc<dyn FileSystem>,
@@ -190,6 +240,7 @@ pub struct Replay {
     next_seq: u64,
     end_seq: u64,
     current: Option<LoadedSegment>,
+    pin: Option<ReplayPin>,
 }
 
 #[derive(Debug)]
@@ -201,7 +252,13 @@ struct LoadedSegment {
 
 impl Replay {
     fn load_next_segment(&mut self) -> Option<JournalResult<()>> {
-        let segment = self.segments.pop_front()?;
+        let Some(segment) = self.segments.pop_front() else {
+            self.pin = None;
+            return None;
+        };
+        if let Some(pin) = &self.pin {
+            pin.advance(segment.base_seq);
+        }
         let loaded = self.fs.open(&segment.path).and_then(|file| {
             let mut bytes = vec![0; segment.end_offset as usize];
             let read = file.read_at(0, &mut bytes)?;
@@ -225,6 +282,7 @@ impl Replay {
         self.segments.clear();
         self.current = None;
         self.end_seq = 0;
+        self.pin = None;
         Some(result)
     }
 }
@@ -271,6 +329,8 @@ impl Iterator for Replay {
                 payload: view.payload.to_vec(),
             }));
         }
+        // Done: release the segments at once, not only when the iterator is dropped.
+        self.pin = None;
         None
     }
 }

@@ -62,6 +62,6 @@ pub use publisher::{TelemetryHandle, TelemetryPublisher};
 pub use spans::init_tracing;
 pub use vortex_messages::telemetry::{
     now_micros, ActorRestarted, ActorStarted, ActorStopped, BatchFinished, BatchLaunched,
-    ControlApplied, DeadLettered, DeviceId, DeviceSampled, JournalFsynced, LauncherSampled,
-    MailboxDepthSampled, Name, TelemetryEvent, TimerLagged,
+    ControlApplied, DeadLettered, DeviceId, DeviceSampled, JournalFsynced, JournalRecovered,
+    LauncherSampled, MailboxDepthSampled, Name, TelemetryEvent, TimerLagged,
 };

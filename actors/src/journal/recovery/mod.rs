@@ -31,6 +31,7 @@
 
 pub mod quarantine;
 mod scan;
+mod summary;
 
 use std::path::{Path, PathBuf};
 

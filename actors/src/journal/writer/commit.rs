@@ -1,11 +1,13 @@
 //! The writer thread's loop: collect what is queued, write it, sync when due,
-//! acknowledge.
+//! acknowledge; and the watch that tells the writer's owner when the loop fails.
 
 use std::ops::Range;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::{Acknowledger, Records, Request};
+use super::{Acknowledger, Records, Request, Watcher, WriterFailure};
 use crate::journal::error::JournalError;
 use crate::journal::log::Framing;
 use crate::journal::record::{Durability, PendingRecord};
@@ -17,7 +19,42 @@ struct Waiting {
     acknowledger: Acknowledger,
 }
 
+/// The watcher, shared by the loop (which reports a poison) and [`run_watched`] (which
+/// reports a panic); whoever reports first takes it.
+#[derive(Clone, Default)]
+struct Watch(Arc<Mutex<Option<Watcher>>>);
+
+impl Watch {
+    fn report(&self, failure: WriterFailure) {
+        let watcher = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(watcher) = watcher {
+            watcher(failure);
+        }
+    }
+}
+
+/// Runs the loop, telling `watcher` (once) if the journal gets poisoned or the loop
+/// panics; a panic then goes on unwinding, so joining the thread reports it.
+pub(super) fn run_watched(mut writer_loop: WriterLoop, watcher: Watcher) -> Journal {
+    let watch = Watch(Arc::new(Mutex::new(Some(watcher))));
+    writer_loop.watch = watch.clone();
+    match catch_unwind(AssertUnwindSafe(move || writer_loop.run())) {
+        Ok(journal) => journal,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".to_owned());
+            tracing::error!(panic = %text, "journal writer thread panicked");
+            watch.report(WriterFailure::Panicked(text));
+            resume_unwind(payload)
+        }
+    }
+}
+
 pub(super) struct WriterLoop {
+    watch: Watch,
     journal: Journal,
     receiver: Receiver<Request>,
     max_batch_records: usize,
@@ -35,6 +72,7 @@ impl WriterLoop {
         max_batch_records: usize,
     ) -> Self {
         Self {
+            watch: Watch::default(),
             journal,
             receiver,
             max_batch_records,
@@ -92,21 +130,44 @@ impl WriterLoop {
         let mut failure: Option<JournalError> = None;
         let mut requests = batch.into_iter().peekable();
         while let Some(request) = requests.next() {
+            let (records, acknowledger) = match request {
+                Request::Retain { policy, done } => {
+                    done(self.journal.retain(&policy));
+                    self.watch_for_poison();
+                    continue;
+                }
+                Request::Append {
+                    records,
+                    acknowledger,
+                } => (records, acknowledger),
+            };
             if let Some(error) = &failure {
-                request.acknowledger.send(Err(error.clone()));
+                acknowledger.send(Err(error.clone()));
                 continue;
             }
-            let mut group = vec![(request.records, request.acknowledger)];
+            let mut group = vec![(records, acknowledger)];
             if matches!(group[0].0, Records::One(_)) {
-                while let Some(next) =
-                    requests.next_if(|next| matches!(next.records, Records::One(_)))
-                {
-                    group.push((next.records, next.acknowledger));
+                while let Some(Request::Append {
+                    records,
+                    acknowledger,
+                }) = requests.next_if(|next| {
+                    matches!(
+                        next,
+                        Request::Append {
+                            records: Records::One(_),
+                            ..
+                        }
+                    )
+                }) {
+                    group.push((records, acknowledger));
                 }
             }
             match self.write_group(group) {
                 Ok(written) => last = Some(written),
-                Err(error) => failure = Some(error),
+                Err(error) => {
+                    failure = Some(error);
+                    self.watch_for_poison();
+                }
             }
         }
         if let Some(last) = last {
@@ -209,6 +270,8 @@ impl WriterLoop {
         let result = self.journal.sync();
         if result.is_ok() {
             self.journal.publish(self.journal.last_seq());
+        } else {
+            self.watch_for_poison();
         }
         for waiting in self.waiting.drain(..) {
             let outcome = result.clone().map(|()| waiting.seqs);
@@ -218,5 +281,15 @@ impl WriterLoop {
         self.sync_by = None;
         self.sync_at_bytes = usize::MAX;
         self.sync_now = false;
+    }
+}
+
+impl WriterLoop {
+    /// Tells the watcher if the journal is poisoned now (after a failed operation).
+    fn watch_for_poison(&self) {
+        if let Some(poison) = self.journal.reader().poisoned() {
+            tracing::error!(error = %poison, "journal writer poisoned");
+            self.watch.report(WriterFailure::Poisoned(poison));
+        }
     }
 }

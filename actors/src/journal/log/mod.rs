@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::journal::error::{JournalError, JournalResult};
 use crate::journal::frame::{self, FrameView, FRAME_HEADER_BYTES};
@@ -20,6 +20,10 @@ use crate::journal::segment::{
     create_segment, sync_directory, sync_file, SegmentInfo, SEGMENT_HEADER_BYTES,
 };
 use crate::journal::staging::StagingBuffer;
+
+mod retention;
+pub use retention::{RetentionPolicy, RetentionReport};
+use vortex_messages::telemetry::{now_micros, JournalFsynced};
 
 /// How a journal is laid out and opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,28 +70,6 @@ impl JournalConfig {
     }
 }
 
-/// Which segments [`Journal::retain`] removes: the oldest sealed segments, while the
-/// journal is over `max_total_bytes` or their newest record is older than `max_age`.
-/// The segment being written is never removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// Keep at most this many bytes of segment data.
-    pub max_total_bytes: Option<u64>,
-    /// Remove segments whose newest record is older than this.
-    pub max_age: Option<Duration>,
-}
-
-/// What [`Journal::retain`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetentionReport {
-    /// The segment files removed, oldest first.
-    pub removed_segments: Vec<PathBuf>,
-    /// Records they held.
-    pub removed_records: u64,
-    /// Bytes of data they held.
-    pub removed_bytes: u64,
-}
-
 /// How [`Journal::write_unpublished`] frames a group of records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -98,9 +80,23 @@ pub(crate) enum Framing {
     Independent,
 }
 
+/// Called after every successful `fdatasync` of a segment, on the thread that synced
+/// (see [`Journal::observe_fsyncs`]).
+pub type FsyncObserver = Arc<dyn Fn(&JournalFsynced) + Send + Sync>;
+
+struct Observer(Option<FsyncObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
 /// A durable, append-only, CRC-framed log in a directory of segment files.
 #[derive(Debug)]
 pub struct Journal {
+    fsync_observer: Observer,
+    synced_offset: u64,
     fs: Arc<dyn FileSystem>,
     directory: PathBuf,
     config: JournalConfig,
@@ -165,8 +161,12 @@ impl Journal {
             durable_seq: last.last_seq,
             poison: None,
             fsync_latency: LatencyWindow::new(config.latency_window),
+            pins: std::collections::BTreeMap::new(),
+            next_pin: 0,
         };
         let journal = Self {
+            fsync_observer: Observer(None),
+            synced_offset: last.end_offset,
             shared: Arc::new(Shared::new(view)),
             staging: StagingBuffer::with_capacity(config.staging_bytes),
             fs,
@@ -251,7 +251,19 @@ impl Journal {
             Ok(()) => {
                 view.fsync_latency.record(elapsed);
                 view.durable_seq = self.next_seq - 1;
+                let segment = view.segments.last().map_or(0, |segment| segment.base_seq);
+                drop(view);
                 self.unsynced = false;
+                let bytes = self.write_offset.saturating_sub(self.synced_offset);
+                self.synced_offset = self.write_offset;
+                if let Some(observer) = &self.fsync_observer.0 {
+                    observer(&JournalFsynced {
+                        at_micros: now_micros(),
+                        segment,
+                        bytes,
+                        latency_micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                    });
+                }
                 Ok(())
             }
             Err(error) => {
@@ -259,6 +271,13 @@ impl Journal {
                 Err(error)
             }
         }
+    }
+
+    /// Calls `observer` after every successful `fdatasync` with its latency, the segment
+    /// (by base sequence number) and the bytes it made durable: the source of the
+    /// `vortex_journal_fsync_latency_seconds` histogram, one sample per sync.
+    pub fn observe_fsyncs(&mut self, observer: FsyncObserver) {
+        self.fsync_observer = Observer(Some(observer));
     }
 
     /// A handle for reading while this journal is written.
@@ -294,45 +313,7 @@ impl Journal {
         &self.directory
     }
 
-    /// Removes whole sealed segments as `policy` says, oldest first.
-    pub fn retain(&mut self, policy: &RetentionPolicy) -> JournalResult<RetentionReport> {
-        let removed = self.select_for_retention(policy, now_nanos());
-        let mut report = RetentionReport::default();
-        for segment in &removed {
-            self.fs
-                .remove(&segment.path)
-                .map_err(|error| JournalError::io("removing", segment.path.clone(), error))?;
-            // One directory sync per removal, oldest first: a crash can bring back a
-            // suffix of the removed segments but never leave a gap in the log.
-            self.sync_directory_or_poison()?;
-            report.removed_segments.push(segment.path.clone());
-            report.removed_records += segment.record_count();
-            report.removed_bytes += segment.end_offset;
-        }
-        Ok(report)
-    }
-
-    /// Takes the segments to remove out of the shared view, so new replays skip them.
-    fn select_for_retention(&self, policy: &RetentionPolicy, now: u64) -> Vec<SegmentInfo> {
-        let mut view = self.shared.view();
-        let mut total: u64 = view.segments.iter().map(|segment| segment.end_offset).sum();
-        let oldest_kept = policy
-            .max_age
-            .map(|age| now.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)));
-        let mut count = 0;
-        for segment in &view.segments[..view.segments.len() - 1] {
-            let too_big = policy.max_total_bytes.is_some_and(|limit| total > limit);
-            let too_old = oldest_kept.is_some_and(|limit| segment.last_timestamp_nanos < limit);
-            if !(too_big || too_old) {
-                break;
-            }
-            total -= segment.end_offset;
-            count += 1;
-        }
-        view.segments.drain(..count).collect()
-    }
-
-    fn sync_directory_or_poison(&self) -> JournalResult<()> {
+    pub(super) fn sync_directory_or_poison(&self) -> JournalResult<()> {
         sync_directory(self.fs.as_ref(), &self.directory).inspect_err(|error| {
             self.shared
                 .view()
@@ -488,6 +469,7 @@ impl Journal {
         self.active_path = info.path.clone();
         self.active_capacity = self.config.segment_bytes;
         self.write_offset = info.end_offset;
+        self.synced_offset = info.end_offset;
         self.unsynced = false;
         self.shared.view().segments.push(info);
         Ok(())
