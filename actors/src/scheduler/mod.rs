@@ -44,8 +44,10 @@
 pub mod actor;
 pub mod core;
 pub mod error;
+pub mod missed;
 mod wheel;
 
 pub use crate::scheduler::core::{CancelOutcome, Fired, IntervalTimer, TimerId, Timers};
 pub use crate::scheduler::error::Error;
+pub use crate::scheduler::missed::MissedTicks;
 pub use actor::{Scheduler, SchedulerActor, SchedulerMessage, TimerHandle};
