@@ -42,12 +42,17 @@
 //! ```
 
 pub mod actor;
+mod clock;
 pub mod core;
+mod delivery;
 pub mod error;
+pub mod handle;
 pub mod missed;
+mod state;
 mod wheel;
 
 pub use crate::scheduler::core::{CancelOutcome, Fired, IntervalTimer, TimerId, Timers};
 pub use crate::scheduler::error::Error;
 pub use crate::scheduler::missed::MissedTicks;
-pub use actor::{Scheduler, SchedulerActor, SchedulerMessage, TimerHandle};
+pub use actor::{ArmTimer, CancelTimer, SchedulerActor, SchedulerMessage};
+pub use handle::{Scheduler, SchedulerConfig, TimerHandle};
