@@ -289,6 +289,7 @@ impl SchedulerActor {
             post.due = shared.clock.instant_of(deadline).unwrap_or(now);
             match catch_unwind(AssertUnwindSafe(|| fire.deliver(&mut post))) {
                 Ok(Delivered::Sent) => fired += 1,
+                Ok(Delivered::Overflowed) => {}
                 Ok(Delivered::TargetGone) => {
                     stats.dropped.fetch_add(1, Relaxed);
                     gone.extend(interval);

@@ -64,8 +64,8 @@ impl TickClock {
         if tick == NEVER {
             return None;
         }
-        self.epoch
-            .checked_add(duration_of(u128::from(tick) * self.tick_nanos)?)
+        let nanos = u128::from(tick).checked_mul(self.tick_nanos)?;
+        self.epoch.checked_add(duration_of(nanos)?)
     }
 }
 

@@ -45,8 +45,10 @@ pub(crate) struct Stats {
 /// How a delivery went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Delivered {
-    /// Handed over, or queued in the target's backlog (or dropped by its overflow policy).
+    /// Handed over, or queued in the target's backlog.
     Sent,
+    /// The target's backlog was full: dropped and counted (`Scheduler::overflowed`).
+    Overflowed,
     /// The target's mailbox is closed.
     TargetGone,
 }
@@ -180,8 +182,7 @@ impl Post<'_> {
         if let Some(backlog) = &backlog {
             let mut waiting = lock(backlog);
             if waiting.flushing {
-                self.queue(&mut waiting, message);
-                return Delivered::Sent;
+                return self.queue(&mut waiting, message);
             }
         }
         match target.try_tell(message) {
@@ -203,21 +204,25 @@ impl Post<'_> {
                     fresh
                 });
                 let mut waiting = lock(&backlog);
-                self.queue(&mut waiting, message);
+                let queued = self.queue(&mut waiting, message);
                 waiting.flushing = true;
                 drop(waiting);
                 tokio::spawn(flush(backlog, target.clone(), Arc::clone(self.stats)));
-                Delivered::Sent
+                queued
             }
             Err(TrySendError::Closed(_)) => Delivered::TargetGone,
         }
     }
 
-    fn queue<M>(&self, backlog: &mut Backlog<M>, message: M) {
+    /// Queues behind the target's backlog; past the limit the newest (this one) is
+    /// dropped: it keeps the order of what waits and the memory bounded.
+    fn queue<M>(&self, backlog: &mut Backlog<M>, message: M) -> Delivered {
         if backlog.waiting.len() >= self.limit {
             self.stats.overflowed.fetch_add(1, Relaxed);
+            Delivered::Overflowed
         } else {
             backlog.waiting.push_back((message, self.due));
+            Delivered::Sent
         }
     }
 }
