@@ -17,7 +17,10 @@ use std::{
     mem,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release},
+        atomic::{
+            AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+            Ordering::Release,
+        },
         Arc, Mutex, MutexGuard, PoisonError,
     },
 };
@@ -45,8 +48,12 @@ pub(crate) struct Shared {
     table: Mutex<Timers<Armed>>,
     backlogs: Mutex<Backlogs>,
     pub(crate) backlog_limit: usize,
-    /// Arms and cancels that found the mailbox full, applied with the next message.
+    /// Arms that found the mailbox full, applied with the next message.
     pub(crate) overflow: SegQueue<SchedulerMessage>,
+    /// Table ids of cancelled timers, whose entries the actor frees with its next
+    /// message. Batched: a handle sends one `Wake` only when the batch was empty.
+    freed: SegQueue<TimerId>,
+    free_pending: AtomicBool,
     /// The earliest deadline the driver must wake for ([`NEVER`]: none). Written only
     /// by the actor.
     wake: AtomicU64,
@@ -62,6 +69,8 @@ impl Shared {
             backlogs: Mutex::new(Backlogs::default()),
             backlog_limit,
             overflow: SegQueue::new(),
+            freed: SegQueue::new(),
+            free_pending: AtomicBool::new(false),
             wake: AtomicU64::new(NEVER),
             rearmed: Notify::new(),
             stats,
@@ -79,6 +88,13 @@ impl Shared {
         self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Queues the entry of a cancelled timer to be freed; `true` when the caller must
+    /// send a `Wake` (the batch was empty).
+    pub(crate) fn free_later(&self, id: TimerId) -> bool {
+        self.freed.push(id);
+        !self.free_pending.swap(true, AcqRel)
+    }
+
     fn wake_by(&self, deadline: u64) {
         if deadline < self.wake.load(Acquire) {
             self.wake.store(deadline, Release);
@@ -87,17 +103,16 @@ impl Shared {
     }
 }
 
-/// Messages of the scheduler actor. [`Scheduler`](crate::scheduler::Scheduler) and
-/// [`TimerHandle`](crate::scheduler::TimerHandle) send `Arm` and `Cancel`; the actor's
-/// driver sends `Tick`.
+/// Messages of the scheduler actor. [`Scheduler`](crate::scheduler::Scheduler) sends
+/// `Arm`; [`TimerHandle`](crate::scheduler::TimerHandle) sends `Wake` after a cancel;
+/// the actor's driver sends `Tick`.
 pub enum SchedulerMessage {
     /// Arm a timer whose state the caller already allocated.
     Arm(ArmTimer),
-    /// Free the table entry of a timer its handle cancelled.
-    Cancel(CancelTimer),
     /// Advance to now and deliver what is due; the reply says how many fired.
     Tick(Reply<usize>),
-    /// Apply the arms and cancels that found the mailbox full.
+    /// Free the entries of cancelled timers and apply arms that found the mailbox full
+    /// (every message does that too; `Wake` is sent when there is no other).
     Wake,
 }
 
@@ -109,11 +124,6 @@ pub struct ArmTimer {
     pub(crate) period: u64,
     pub(crate) missed: MissedTicks,
     pub(crate) fire: Box<dyn Fire>,
-}
-
-/// The body of [`SchedulerMessage::Cancel`]: built by `TimerHandle::cancel` and its `Drop`.
-pub struct CancelTimer {
-    pub(crate) id: TimerId,
 }
 
 /// One expiry to deliver after the table's lock is released.
@@ -145,12 +155,6 @@ impl SchedulerActor {
     fn apply(&mut self, message: SchedulerMessage) {
         match message {
             SchedulerMessage::Arm(arm) => self.arm(arm),
-            SchedulerMessage::Cancel(CancelTimer { id }) => {
-                let removed = self.shared.table().remove(id);
-                if let Some(armed) = removed {
-                    self.discard.push(armed.fire);
-                }
-            }
             SchedulerMessage::Tick(reply) => reply.send(self.tick()),
             SchedulerMessage::Wake => {}
         }
@@ -184,12 +188,28 @@ impl SchedulerActor {
         if !state.armed(id) {
             // Cancelled between the check above and now.
             let removed = table.remove(id);
+            self.shared.stats.armed.store(table.len(), Relaxed);
             drop(table);
             self.discard.extend(removed.map(|armed| armed.fire));
             return;
         }
+        self.shared.stats.armed.store(table.len(), Relaxed);
         drop(table);
         self.shared.wake_by(deadline);
+    }
+
+    /// Frees the entries of cancelled timers (see [`Shared::free_later`]).
+    fn free_cancelled(&mut self) {
+        let shared = &*self.shared;
+        if !(shared.free_pending.load(Acquire) && shared.free_pending.swap(false, AcqRel)) {
+            return;
+        }
+        let mut table = shared.table();
+        while let Some(id) = shared.freed.pop() {
+            self.discard
+                .extend(table.remove(id).map(|armed| armed.fire));
+        }
+        shared.stats.armed.store(table.len(), Relaxed);
     }
 
     /// Advances to now under the table's lock (collecting), then delivers without it.
@@ -246,6 +266,7 @@ impl SchedulerActor {
             self.shared
                 .wake
                 .store(table.next_deadline().unwrap_or(NEVER), Release);
+            stats.armed.store(table.len(), Relaxed);
         }
         let (fired, gone) = self.deliver(now, &mut due);
         if !gone.is_empty() {
@@ -256,6 +277,7 @@ impl SchedulerActor {
                     discard.push(armed.fire);
                 }
             }
+            stats.armed.store(table.len(), Relaxed);
         }
         self.due = due;
         self.discard = discard;
@@ -336,9 +358,10 @@ impl Actor for SchedulerActor {
         while let Some(queued) = self.shared.overflow.pop() {
             self.apply(queued);
         }
-        self.drop_discarded();
-        let armed = self.shared.table().len();
-        self.shared.stats.armed.store(armed, Relaxed);
+        self.free_cancelled();
+        if !self.discard.is_empty() {
+            self.drop_discarded();
+        }
         Ok(())
     }
 

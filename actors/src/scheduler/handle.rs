@@ -15,7 +15,7 @@ use vortex_runtime::{
 
 use crate::{
     scheduler::{
-        actor::{ArmTimer, CancelTimer, SchedulerActor, SchedulerMessage, Shared},
+        actor::{ArmTimer, SchedulerActor, SchedulerMessage, Shared},
         clock::TickClock,
         delivery::{ControlCommand, Every, Fire, Once, Stats},
         state::TimerState,
@@ -332,9 +332,11 @@ impl Scheduler {
 /// [`detach`](TimerHandle::detach)ed.
 ///
 /// Cancelling never waits and never fails: it flips the timer's shared state (checked at
-/// fire time, so the timer can no longer fire), then sends the scheduler a best-effort
-/// message that frees the table entry. It is safe from `Drop`, from inside a delivery,
-/// and with the scheduler's mailbox full.
+/// fire time, so the timer can no longer fire), then queues the table entry to be freed
+/// on the scheduler's lock-free free list and, when that batch was empty, sends the
+/// scheduler a `Wake` (best effort: if the mailbox is full, the messages in it free the
+/// batch). It is safe from `Drop`, from inside a delivery, and with the scheduler's
+/// mailbox full.
 #[must_use = "dropping a TimerHandle cancels the timer; call detach() to keep it"]
 pub struct TimerHandle {
     state: Arc<TimerState>,
@@ -359,8 +361,10 @@ impl TimerHandle {
     pub fn cancel(&self) -> CancelOutcome {
         let (outcome, armed_as) = self.state.cancel();
         if let Some(id) = armed_as {
-            self.scheduler
-                .send(SchedulerMessage::Cancel(CancelTimer { id }));
+            if self.scheduler.shared.free_later(id) {
+                // Full: the messages queued are handled later and free the batch.
+                let _ = self.scheduler.addr.try_tell(SchedulerMessage::Wake);
+            }
         }
         outcome
     }

@@ -54,5 +54,5 @@ mod wheel;
 pub use crate::scheduler::core::{CancelOutcome, Fired, IntervalTimer, TimerId, Timers};
 pub use crate::scheduler::error::Error;
 pub use crate::scheduler::missed::MissedTicks;
-pub use actor::{ArmTimer, CancelTimer, SchedulerActor, SchedulerMessage};
+pub use actor::{ArmTimer, SchedulerActor, SchedulerMessage};
 pub use handle::{Scheduler, SchedulerConfig, TimerHandle};
