@@ -172,10 +172,7 @@ impl SchedulerActor {
             self.discard.push(fire);
             return;
         }
-        let armed = Armed {
-            state: Arc::clone(&state),
-            fire,
-        };
+        let armed = Armed { state, fire };
         let mut table = self.shared.table();
         let id = if period == 0 {
             table.arm_at(deadline, armed)
@@ -185,7 +182,7 @@ impl SchedulerActor {
                 Err(_) => unreachable!("the Scheduler refuses a zero period before sending"),
             }
         };
-        if !state.armed(id) {
+        if !table.get(id).is_some_and(|armed| armed.state.armed(id)) {
             // Cancelled between the check above and now.
             let removed = table.remove(id);
             self.shared.stats.armed.store(table.len(), Relaxed);

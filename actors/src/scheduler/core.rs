@@ -355,6 +355,16 @@ impl<T> Timers<T> {
         is_live(&self.slots, id.index, id.generation)
     }
 
+    /// The payload of the armed timer `id`, if it is armed.
+    pub fn get(&self, id: TimerId) -> Option<&T> {
+        match &self.slots.get(id.index as usize)?.state {
+            _ if !self.is_armed(id) => None,
+            State::Once { payload, .. } => Some(payload),
+            State::Interval(interval) => Some(&interval.payload),
+            State::Vacant { .. } => None,
+        }
+    }
+
     /// Arms a one-shot timer for the absolute tick `deadline`. A deadline at or before
     /// [`now`](Self::now) fires on the next advance.
     ///

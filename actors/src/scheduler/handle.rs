@@ -99,6 +99,11 @@ impl SchedulerConfig {
 /// ```
 #[derive(Clone)]
 pub struct Scheduler {
+    // One `Arc`, so a handle costs one reference count, not two.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     shared: Arc<Shared>,
     addr: Addr<SchedulerActor>,
 }
@@ -107,7 +112,7 @@ impl fmt::Debug for Scheduler {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("Scheduler")
-            .field("name", &self.addr.name())
+            .field("name", &self.inner.addr.name())
             .field("armed", &self.armed())
             .finish_non_exhaustive()
     }
@@ -144,16 +149,18 @@ impl Scheduler {
         let spec = ActorSpec::new(name, move || SchedulerActor::new(Arc::clone(&for_actor)))
             .capacity(config.mailbox_capacity);
         let addr = rt.spawn_actor(spec).await?;
-        Ok(Scheduler { shared, addr })
+        Ok(Scheduler {
+            inner: Arc::new(Inner { shared, addr }),
+        })
     }
 
     /// Sends `message` to the actor: at once when there is room, else through the
     /// overflow queue plus a `Wake` (if even that finds the mailbox full, the messages
     /// queued there are handled later and each one drains the overflow queue).
     fn send(&self, message: SchedulerMessage) {
-        if let Err(TrySendError::Full(message)) = self.addr.try_tell(message) {
-            self.shared.overflow.push(message);
-            let _ = self.addr.try_tell(SchedulerMessage::Wake);
+        if let Err(TrySendError::Full(message)) = self.inner.addr.try_tell(message) {
+            self.inner.shared.overflow.push(message);
+            let _ = self.inner.addr.try_tell(SchedulerMessage::Wake);
         }
         // `Closed`: the scheduler stopped for good; nothing will fire.
     }
@@ -188,7 +195,11 @@ impl Scheduler {
         target: &Addr<A>,
         message: A::Message,
     ) -> TimerHandle {
-        let deadline = self.shared.clock.deadline_after(Instant::now(), delay);
+        let deadline = self
+            .inner
+            .shared
+            .clock
+            .deadline_after(Instant::now(), delay);
         let fire = Box::new(Once {
             target: target.clone(),
             message,
@@ -203,7 +214,7 @@ impl Scheduler {
         target: &Addr<A>,
         message: A::Message,
     ) -> TimerHandle {
-        let deadline = self.shared.clock.tick_at(instant);
+        let deadline = self.inner.shared.clock.tick_at(instant);
         let fire = Box::new(Once {
             target: target.clone(),
             message,
@@ -251,7 +262,7 @@ impl Scheduler {
         if period.is_zero() {
             return Err(Error::ZeroPeriod);
         }
-        let clock = &self.shared.clock;
+        let clock = &self.inner.shared.clock;
         let first = clock.deadline_after(Instant::now(), period);
         let fire = Box::new(Every {
             target: target.clone(),
@@ -269,7 +280,11 @@ impl Scheduler {
         name: &str,
         command: Control,
     ) -> TimerHandle {
-        let deadline = self.shared.clock.deadline_after(Instant::now(), delay);
+        let deadline = self
+            .inner
+            .shared
+            .clock
+            .deadline_after(Instant::now(), delay);
         let fire = Box::new(ControlCommand {
             observer: observer.clone(),
             name: name.to_owned(),
@@ -281,50 +296,50 @@ impl Scheduler {
     /// Timers the scheduler actor holds armed, as of the last message it handled (arms
     /// still in its mailbox are not counted yet).
     pub fn armed(&self) -> usize {
-        self.shared.stats.armed.load(Relaxed)
+        self.inner.shared.stats.armed.load(Relaxed)
     }
 
     /// Expiries handed to their target (or to its backlog) so far.
     pub fn fired(&self) -> u64 {
-        self.shared.stats.fired.load(Relaxed)
+        self.inner.shared.stats.fired.load(Relaxed)
     }
 
     /// Deliveries dropped because their target was gone (an interval to it ends).
     pub fn dropped_targets(&self) -> u64 {
-        self.shared.stats.dropped.load(Relaxed)
+        self.inner.shared.stats.dropped.load(Relaxed)
     }
 
     /// Deliveries dropped because their target's backlog was full
     /// ([`SchedulerConfig::backlog_per_target`]).
     pub fn overflowed(&self) -> u64 {
-        self.shared.stats.overflowed.load(Relaxed)
+        self.inner.shared.stats.overflowed.load(Relaxed)
     }
 
     /// Deliveries lost to a panic in user code (a message's `Clone` or `Drop`); no other
     /// timer is affected.
     pub fn panicked_deliveries(&self) -> u64 {
-        self.shared.stats.panicked.load(Relaxed)
+        self.inner.shared.stats.panicked.load(Relaxed)
     }
 
     /// Ticks the scheduler actor has handled (one per wake-up of its driver).
     pub fn ticks(&self) -> u64 {
-        self.shared.stats.ticks.load(Relaxed)
+        self.inner.shared.stats.ticks.load(Relaxed)
     }
 
     /// Timer lateness (hand-over minus the deadline's tick), the histogram behind
     /// `vortex_timer_lag_seconds`.
     pub fn lag(&self) -> &LatencyHistogram {
-        &self.shared.stats.lag
+        &self.inner.shared.stats.lag
     }
 
     /// The resolution.
     pub fn tick(&self) -> Duration {
-        self.shared.clock.tick()
+        self.inner.shared.clock.tick()
     }
 
     /// The scheduler actor's address.
     pub fn addr(&self) -> &Addr<SchedulerActor> {
-        &self.addr
+        &self.inner.addr
     }
 }
 
@@ -361,9 +376,9 @@ impl TimerHandle {
     pub fn cancel(&self) -> CancelOutcome {
         let (outcome, armed_as) = self.state.cancel();
         if let Some(id) = armed_as {
-            if self.scheduler.shared.free_later(id) {
+            if self.scheduler.inner.shared.free_later(id) {
                 // Full: the messages queued are handled later and free the batch.
-                let _ = self.scheduler.addr.try_tell(SchedulerMessage::Wake);
+                let _ = self.scheduler.inner.addr.try_tell(SchedulerMessage::Wake);
             }
         }
         outcome
