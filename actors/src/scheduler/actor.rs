@@ -2,7 +2,7 @@
 //! applies `Arm` and `Cancel` messages, and on each `Tick` from its driver advances the
 //! table and delivers what fired.
 //!
-//! - **The table survives a panic.** It lives in [`Shared`], which the factory hands to
+//! - **The table survives a panic.** It lives in `Shared`, which the factory hands to
 //!   each new incarnation; an incarnation only borrows it for the length of one message.
 //! - **The driver belongs to the incarnation.** `on_start` spawns it and both `on_stop`
 //!   and `Drop` (a failed incarnation does not run `on_stop`) abort it, so a restart
