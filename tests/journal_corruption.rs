@@ -1,4 +1,5 @@
-//! Corruption classes on real files: what recovery keeps, cuts or refuses.
+//! Corruption classes on real files: what recovery keeps, cuts (into quarantine) or
+//! refuses, per recovery mode.
 
 #[path = "journal_support/mod.rs"]
 mod support;
@@ -9,6 +10,12 @@ use support::{all_records, payload, raw_records, small_config};
 use vortex::actors::journal::segment::{segment_path, SEGMENT_HEADER_BYTES};
 use vortex::actors::journal::{frame, Journal, JournalConfig, JournalError, RecoveryMode};
 
+const ALL_MODES: [RecoveryMode; 3] = [
+    RecoveryMode::PointInTime,
+    RecoveryMode::Strict,
+    RecoveryMode::Tolerant,
+];
+
 /// Writes `count` records with the given payload size bound and returns the journal
 /// directory (inside `root`) and the frame start offsets of the first segment.
 fn write_journal(root: &Path, count: u64, max_filler: usize, segment_bytes: u64) -> PathBuf {
@@ -18,7 +25,10 @@ fn write_journal(root: &Path, count: u64, max_filler: usize, segment_bytes: u64)
     let payloads: Vec<Vec<u8>> = (1..=count)
         .map(|tag| payload(tag, &mut rng, max_filler))
         .collect();
-    journal.append_batch(&raw_records(&payloads)).unwrap();
+    // One record per batch, so that every frame commits itself.
+    for record in raw_records(&payloads) {
+        journal.append(record).unwrap();
+    }
     directory
 }
 
@@ -49,34 +59,44 @@ fn config(mode: RecoveryMode) -> JournalConfig {
 
 #[test]
 fn a_flipped_byte_in_the_last_record_is_a_torn_write() {
-    for position in [0, 5, 13, 30, 40] {
+    for (position, mode) in [0, 5, 13, 30, 40].into_iter().zip(ALL_MODES.iter().cycle()) {
         let root = tempfile::tempdir().unwrap();
         let directory = write_journal(root.path(), 20, 200, 64 << 10);
         let segment = segment_path(&directory, 1);
         let spans = frames(&segment);
         let (start, end) = spans[19];
+        let original = std::fs::read(&segment).unwrap();
         damage(&segment, |bytes| {
             bytes[(start + position).min(end - 1)] ^= 0x10
         });
-        let (journal, report) = Journal::open(&directory, config(RecoveryMode::Strict)).unwrap();
+        let (journal, report) = Journal::open(&directory, config(*mode)).unwrap();
         assert_eq!(all_records(&journal).len(), 19);
         let torn = report.torn_tail.expect("torn tail reported");
         assert_eq!(torn.offset as usize, start);
-        assert!(torn.bytes_cut > 0);
+        assert_eq!(torn.frames_after, 0);
+        assert_eq!(torn.bytes_cut as usize, end - start);
+        // Nothing destroyed: the cut bytes sit in quarantine, damage and all.
+        let kept = std::fs::read(&torn.quarantine).unwrap();
+        assert_eq!(kept.len(), end - start);
+        let differing = (0..kept.len()).filter(|&i| kept[i] != original[start + i]);
+        assert_eq!(differing.count(), 1);
         drop(journal);
-        let (again, report) = Journal::open(&directory, config(RecoveryMode::Strict)).unwrap();
+        let (again, report) = Journal::open(&directory, config(*mode)).unwrap();
         assert!(report.torn_tail.is_none(), "the cut was made durable");
         assert_eq!(all_records(&again).len(), 19);
     }
 }
 
 #[test]
-fn a_flipped_byte_in_a_middle_record_refuses_to_open() {
+fn a_flipped_byte_in_a_middle_record_of_the_active_segment_cuts_there() {
     let root = tempfile::tempdir().unwrap();
     let directory = write_journal(root.path(), 20, 200, 64 << 10);
     let segment = segment_path(&directory, 1);
-    let (start, _) = frames(&segment)[10];
+    let spans = frames(&segment);
+    let (start, _) = spans[10];
+    let end = spans[19].1;
     damage(&segment, |bytes| bytes[start + 30] ^= 0x01);
+    // Strict refuses: well-formed frames follow the bad one.
     match Journal::open(&directory, config(RecoveryMode::Strict)) {
         Err(JournalError::Corruption {
             segment: named,
@@ -88,16 +108,22 @@ fn a_flipped_byte_in_a_middle_record_refuses_to_open() {
         }
         other => panic!("expected corruption, got {other:?}"),
     }
-    let (journal, report) = Journal::open(&directory, config(RecoveryMode::Tolerant)).unwrap();
+    // Point-in-time (the default) cuts at the bad frame and says what lay after it.
+    let (journal, report) = Journal::open(&directory, JournalConfig::default()).unwrap();
     assert_eq!(all_records(&journal).len(), 10);
+    let cut = report.torn_tail.expect("cut reported");
+    assert_eq!(cut.offset as usize, start);
     assert_eq!(
-        report.corruption_cut.expect("cut reported").offset as usize,
-        start
+        cut.frames_after, 9,
+        "the nine intact frames after the bad one"
     );
+    assert_eq!(cut.bytes_cut as usize, end - start);
+    assert_eq!(std::fs::read(&cut.quarantine).unwrap().len(), end - start);
+    assert!(cut.quarantine.starts_with(&directory));
 }
 
 #[test]
-fn a_flipped_length_in_a_middle_record_refuses_to_open() {
+fn a_flipped_length_in_a_middle_record_refuses_to_open_in_strict_mode() {
     let root = tempfile::tempdir().unwrap();
     let directory = write_journal(root.path(), 20, 200, 64 << 10);
     let segment = segment_path(&directory, 1);
@@ -107,6 +133,9 @@ fn a_flipped_length_in_a_middle_record_refuses_to_open() {
         Journal::open(&directory, config(RecoveryMode::Strict)),
         Err(JournalError::Corruption { offset, .. }) if offset as usize == start
     ));
+    let (journal, report) = Journal::open(&directory, config(RecoveryMode::PointInTime)).unwrap();
+    assert_eq!(all_records(&journal).len(), 3);
+    assert_eq!(report.torn_tail.unwrap().frames_after, 16);
 }
 
 #[test]
@@ -114,9 +143,9 @@ fn a_zeroed_sector_in_the_last_record_is_a_torn_write() {
     let root = tempfile::tempdir().unwrap();
     let directory = root.path().join("journal");
     let (mut journal, _) = Journal::open(&directory, small_config(64 << 10)).unwrap();
-    let mut records = raw_records(&[vec![1; 100], vec![2; 100]]);
-    records.extend(raw_records(&[vec![3; 1000]]));
-    journal.append_batch(&records).unwrap();
+    for record in raw_records(&[vec![1; 100], vec![2; 100], vec![3; 1000]]) {
+        journal.append(record).unwrap();
+    }
     drop(journal);
     let segment = segment_path(&directory, 1);
     let (start, end) = frames(&segment)[2];
@@ -141,12 +170,27 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
         Err(JournalError::Corruption { segment, offset, .. })
             if segment == first && offset as usize == start
     ));
+    assert!(matches!(
+        Journal::open(&directory, config(RecoveryMode::PointInTime)),
+        Err(JournalError::Corruption { .. })
+    ));
     let (journal, report) = Journal::open(&directory, config(RecoveryMode::Tolerant)).unwrap();
     assert_eq!(all_records(&journal).len(), spans.len() - 1);
+    let cut = report.corruption_cut.expect("cut reported");
+    assert!(std::fs::metadata(&cut.quarantine).is_ok());
     assert!(
         !report.removed_segments.is_empty(),
-        "later segments removed"
+        "later segments leave the log"
     );
+    for removed in &report.removed_segments {
+        assert!(!removed.exists(), "{removed:?} left the log");
+        let mut quarantined = removed.as_os_str().to_owned();
+        quarantined.push(".quarantine");
+        assert!(
+            PathBuf::from(quarantined).exists(),
+            "and went to quarantine"
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use support::{all_records, assert_contiguous, open_memory, payload, small_config};
 use vortex::actors::journal::io::MemoryFileSystem;
 use vortex::actors::journal::segment::{segment_path, SEGMENT_HEADER_BYTES};
-use vortex::actors::journal::{Durability, Journal, JournalError, PendingRecord};
+use vortex::actors::journal::{Durability, Journal, JournalConfig, JournalError, PendingRecord};
 
 /// What the test knows about the records it appended.
 #[derive(Default)]
@@ -132,28 +132,48 @@ fn one_failed_fsync_poisons_appends_but_not_reads() {
 }
 
 #[test]
-fn a_full_disk_fails_the_append_and_reads_go_on() {
+fn a_full_disk_is_reported_at_rollover_and_reads_go_on() {
     let fs = MemoryFileSystem::new();
     let (mut journal, _) = open_memory(&fs, small_config(4096));
     journal.append(PendingRecord::raw(1, vec![1; 100])).unwrap();
+    // Too little space for the next segment, plenty for writes into this one: the
+    // preallocated blocks are already reserved.
     fs.limit_space(Some(50));
-    let error = journal
-        .append(PendingRecord::raw(1, vec![2; 300]))
-        .unwrap_err();
-    assert!(matches!(error, JournalError::DiskFull { .. }), "{error}");
-    assert_eq!(all_records(&journal).len(), 1);
-    assert_eq!(journal.last_seq(), 1, "the failed record's seq is reused");
-    fs.limit_space(None);
-    assert_eq!(
-        journal.append(PendingRecord::raw(1, vec![3; 300])).unwrap(),
-        2
+    let mut appended = 1;
+    let error = loop {
+        match journal.append(PendingRecord::raw(1, vec![2; 300])) {
+            Ok(_) => appended += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(appended > 5, "writes inside the segment need no space");
+    assert!(
+        matches!(
+            &error,
+            JournalError::DiskFull {
+                operation: "preallocating",
+                ..
+            }
+        ),
+        "{error}"
     );
+    assert_eq!(all_records(&journal).len(), appended);
+    assert_eq!(
+        journal.last_seq(),
+        appended as u64,
+        "the failed record's seq is reused"
+    );
+    fs.limit_space(None);
+    let next = journal.append(PendingRecord::raw(1, vec![3; 300])).unwrap();
+    assert_eq!(next, appended as u64 + 1);
+    assert_eq!(journal.status().segments, 2);
     let (reopened, _) = open_memory(&fs.crash(1), small_config(4096));
     let payloads: Vec<u8> = all_records(&reopened)
         .iter()
         .map(|r| r.payload[0])
         .collect();
-    assert_eq!(payloads, vec![1, 3]);
+    assert_eq!(payloads.len(), appended + 1);
+    assert_eq!(payloads.last(), Some(&3));
 }
 
 #[test]
@@ -210,21 +230,135 @@ fn a_torn_header_of_a_new_segment_is_removed() {
 }
 
 #[test]
-fn a_batch_across_a_segment_boundary_survives_a_crash() {
-    for seed in 0..30 {
+fn an_atomic_batch_survives_whole_or_not_at_all() {
+    let config = small_config(8192);
+    let mut rotated = 0;
+    for seed in 0..40 {
         let fs = MemoryFileSystem::new();
-        let (mut journal, _) = open_memory(&fs, small_config(1024));
+        let (mut journal, _) = open_memory(&fs, config.clone());
         let mut rng = fastrand::Rng::with_seed(seed);
-        let batch: Vec<PendingRecord> = (0..30)
-            .map(|tag| PendingRecord::raw(1, payload(tag, &mut rng, 120)))
-            .collect();
-        let seqs = journal.append_batch(&batch).unwrap();
-        assert!(journal.status().segments > 2, "the batch spans segments");
-        let (recovered, _) = open_memory(&fs.crash(seed), small_config(1024));
+        let mut batches: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
+        for _ in 0..rng.usize(1..12) {
+            let payloads: Vec<Vec<u8>> = (0..rng.usize(1..8))
+                .map(|_| payload(batches.len() as u64, &mut rng, 600))
+                .collect();
+            let records: Vec<PendingRecord> = payloads
+                .iter()
+                .map(|bytes| PendingRecord::raw(1, bytes.clone()).with_durability(Durability::None))
+                .collect();
+            let seqs = journal.append_batch(&records).unwrap();
+            batches.push((seqs[0], payloads));
+        }
+        rotated += usize::from(journal.status().segments > 1);
+        let (recovered, _) = open_memory(&fs.crash(seed), config.clone());
         let records = all_records(&recovered);
-        assert_eq!(records.len(), seqs.len());
-        for (record, pending) in records.iter().zip(&batch) {
-            assert_eq!(record.payload, pending.payload);
+        assert_contiguous(&records);
+        for (first, payloads) in &batches {
+            let present = records
+                .iter()
+                .filter(|record| record.seq >= *first && record.seq < first + payloads.len() as u64)
+                .count();
+            assert!(
+                present == 0 || present == payloads.len(),
+                "seed {seed}: batch at {first} kept {present} of {}",
+                payloads.len()
+            );
+            for record in records.iter().filter(|r| r.seq >= *first).take(present) {
+                assert_eq!(record.payload, payloads[(record.seq - first) as usize]);
+            }
         }
     }
+    assert!(rotated > 5, "batches were placed across several segments");
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_fails_whole() {
+    let fs = MemoryFileSystem::new();
+    let (mut journal, _) = open_memory(&fs, small_config(1024));
+    journal.append(PendingRecord::raw(1, vec![1; 100])).unwrap();
+    let batch: Vec<PendingRecord> = (0..10)
+        .map(|_| PendingRecord::raw(1, vec![2; 120]))
+        .collect();
+    let error = journal.append_batch(&batch).unwrap_err();
+    assert!(
+        matches!(error, JournalError::BatchTooLarge { .. }),
+        "{error}"
+    );
+    assert_eq!(journal.last_seq(), 1);
+    assert_eq!(all_records(&journal).len(), 1);
+    // A batch that fits a segment but not what is left of this one rotates first.
+    let batch: Vec<PendingRecord> = (0..6)
+        .map(|_| PendingRecord::raw(1, vec![3; 120]))
+        .collect();
+    assert_eq!(
+        journal.append_batch(&batch).unwrap(),
+        (2..8).collect::<Vec<u64>>()
+    );
+    assert_eq!(journal.status().segments, 2);
+}
+
+#[test]
+fn a_restart_after_a_failed_fsync_makes_the_kept_tail_durable_before_appending() {
+    let config = JournalConfig {
+        max_record_bytes: 8192,
+        ..small_config(16 << 10)
+    };
+    let fs = MemoryFileSystem::new();
+    let (mut journal, _) = open_memory(&fs, config.clone());
+    let durable = PendingRecord::raw(1, b"synced".to_vec()).with_durability(Durability::Each);
+    journal.append(durable).unwrap();
+    // The cached record ends exactly at the first page boundary (header 32, first frame
+    // 40, this frame 32 + 3992), so later appends never dirty its pages again.
+    let mut cached_payload = b"cached".to_vec();
+    cached_payload.resize(3992, b'c');
+    let cached = PendingRecord::raw(1, cached_payload.clone()).with_durability(Durability::None);
+    journal.append(cached).unwrap();
+    // Write-back fails: the kernel drops the dirty page unwritten and marks it clean.
+    fs.fail_fsync_number(1);
+    assert!(journal.sync().unwrap_err().is_poisoned());
+    drop(journal);
+    // A new process on the same page cache sees (and keeps) the cached record ...
+    let (mut journal, _) = open_memory(&fs, config.clone());
+    assert_eq!(all_records(&journal).len(), 2);
+    let after = PendingRecord::raw(1, b"after".to_vec()).with_durability(Durability::Each);
+    assert_eq!(journal.append(after).unwrap(), 3);
+    // ... and made it durable before building on it: no crash can take it away now.
+    for seed in 0..20 {
+        let (reopened, _) = open_memory(&fs.crash(seed), config.clone());
+        let payloads: Vec<Vec<u8>> = all_records(&reopened)
+            .into_iter()
+            .map(|record| record.payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            [
+                b"synced".to_vec(),
+                cached_payload.clone(),
+                b"after".to_vec()
+            ],
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn a_half_prepared_segment_is_removed_and_reported() {
+    let fs = MemoryFileSystem::new();
+    let (mut journal, _) = open_memory(&fs, small_config(4096));
+    journal
+        .append(PendingRecord::raw(1, b"one".to_vec()))
+        .unwrap();
+    drop(journal);
+    let leftover = std::path::PathBuf::from(format!(
+        "{}.new",
+        segment_path(std::path::Path::new("/journal"), 2).display()
+    ));
+    fs.write_durable_file(
+        &leftover,
+        &vortex::actors::journal::segment::encode_header(2),
+    );
+    let (journal, report) = open_memory(&fs, small_config(4096));
+    assert_eq!(report.abandoned_segments, vec![leftover.clone()]);
+    assert!(fs.read_file(&leftover).is_none());
+    assert_eq!(all_records(&journal).len(), 1);
 }

@@ -224,3 +224,75 @@ fn retention_removes_whole_old_segments() {
         "all sealed segments are old: {aged:?}"
     );
 }
+
+#[test]
+fn writer_batches_are_atomic_and_durable_when_acknowledged() {
+    for seed in 0..20u64 {
+        let fs = MemoryFileSystem::new();
+        let config = small_config(4096);
+        let (journal, _) = open_memory(&fs, config.clone());
+        let writer = Arc::new(JournalWriter::spawn(journal).unwrap());
+        // A second thread appends single records meanwhile, so batches share group
+        // commits with them.
+        let singles = {
+            let writer = Arc::clone(&writer);
+            std::thread::spawn(move || {
+                for index in 0..60 {
+                    let _ = writer.append(2, vec![index; 40], Durability::None).wait();
+                }
+            })
+        };
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut acknowledged: Vec<(Vec<u64>, Vec<Vec<u8>>)> = Vec::new();
+        for batch in 0..15u64 {
+            let payloads: Vec<Vec<u8>> = (0..rng.u64(1..6))
+                .map(|index| payload(batch * 10 + index, &mut rng, 300))
+                .collect();
+            let records = payloads
+                .iter()
+                .map(|bytes| PendingRecord::raw(1, bytes.clone()))
+                .collect();
+            let seqs = writer.append_batch(records).wait().unwrap();
+            assert_eq!(seqs.len(), payloads.len());
+            assert!(seqs.windows(2).all(|pair| pair[1] == pair[0] + 1));
+            acknowledged.push((seqs, payloads));
+        }
+        singles.join().unwrap();
+        let image = fs.crash(seed);
+        let (recovered, _) = open_memory(&image, config.clone());
+        let records = all_records(&recovered);
+        assert_contiguous(&records);
+        for (seqs, payloads) in &acknowledged {
+            for (seq, bytes) in seqs.iter().zip(payloads) {
+                let record = &records[*seq as usize - 1];
+                assert_eq!(&record.payload, bytes, "seed {seed}: batch seq {seq}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_writer_batch_too_large_fails_whole() {
+    let fs = MemoryFileSystem::new();
+    let (journal, _) = open_memory(&fs, small_config(1024));
+    let writer = JournalWriter::spawn(journal).unwrap();
+    let records = (0..10)
+        .map(|_| PendingRecord::raw(1, vec![1; 200]))
+        .collect();
+    let error = writer.append_batch(records).wait().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            vortex::actors::journal::JournalError::BatchTooLarge { .. }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        writer
+            .append(1, b"next".to_vec(), Durability::Each)
+            .wait()
+            .unwrap(),
+        1
+    );
+    assert!(writer.append_batch(Vec::new()).wait().unwrap().is_empty());
+}

@@ -47,7 +47,7 @@ impl Actor for Worker {
         match message {
             WorkerMessage::Crash => panic!("crash requested"),
             WorkerMessage::Fail => return Err("failure requested".into()),
-            WorkerMessage::Exit => ctx.stop(),
+            WorkerMessage::Exit => ctx.restart(),
             WorkerMessage::Add(n) => self.state += n,
             WorkerMessage::Get(reply) => reply.send(self.state),
         }
@@ -216,7 +216,7 @@ async fn restart_policies_decide_after_errors_and_normal_exits() {
         ),
         (2, 2, 1)
     );
-    // A normal exit (Context::stop): only the permanent child comes back.
+    // A normal exit (Context::restart): only the permanent child comes back.
     let trans = rt.lookup::<Worker>("trans").unwrap();
     for name in ["perm", "trans"] {
         rt.lookup::<Worker>(name)

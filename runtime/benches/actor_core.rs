@@ -14,7 +14,8 @@
 //!    vortex: `Runtime::spawn` (unique name; names stay registered after a stop), then
 //!    `Control::Stop` by name, then wait for the actor's `on_stop` hook to signal a
 //!    `Notify` (the cell marks the actor `Stopped` just before that hook runs). kameo:
-//!    `spawn` + `stop_gracefully` + `wait_for_shutdown`. tokio: spawn a task draining a
+//!    `spawn` + `stop_gracefully` + `wait_for_shutdown_result` (which, like the vortex
+//!    side, waits for the stop hook). tokio: spawn a task draining a
 //!    `channel(64)`, drop the sender, await the `JoinHandle`. vortex gets a fresh runtime
 //!    every `CHUNK` pairs (untimed), because stopped actors stay registered; a second
 //!    table shows how the cost grows with the number of actors stopped before.
@@ -546,7 +547,7 @@ fn spawn_stop(c: &mut Criterion, tokio: &tokio::runtime::Runtime) {
                 for _ in 0..iters {
                     let actor = KameoIdle::spawn(KameoIdle);
                     actor.stop_gracefully().await.expect("stop_gracefully");
-                    actor.wait_for_shutdown().await;
+                    let _ = actor.wait_for_shutdown_result().await;
                 }
                 start.elapsed()
             })

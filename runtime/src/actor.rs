@@ -97,7 +97,18 @@ pub trait Actor: Send + Sized + 'static {
 pub struct Context<A: Actor> {
     addr: Addr<A>,
     worker: usize,
-    stop: bool,
+    ending: Ending,
+}
+
+/// How a handler asked its incarnation to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// It did not.
+    No,
+    /// `Context::stop`: for good.
+    Stop,
+    /// `Context::restart`: a fresh incarnation, as the restart policy allows.
+    Restart,
 }
 
 impl<A: Actor> Context<A> {
@@ -105,7 +116,7 @@ impl<A: Actor> Context<A> {
         Context {
             addr,
             worker,
-            stop: false,
+            ending: Ending::No,
         }
     }
 
@@ -124,15 +135,25 @@ impl<A: Actor> Context<A> {
         self.worker
     }
 
-    /// Ends this incarnation after the current message (a normal exit). A `Permanent`
-    /// child is started afresh and drains the same mailbox; a `Transient` or `Temporary`
-    /// one stops for good, and what is still queued goes to the dead-letter sink.
-    /// (`Control::Stop` is the graceful stop-for-good that first drains the queue.)
+    /// Stops this actor for good after the current message, whatever its restart policy:
+    /// its mailbox closes, what is still queued goes to the dead-letter sink as
+    /// `Undelivered`, `on_stop` runs, and its name is released. (`Control::Stop` is the
+    /// graceful stop that first handles what is queued.) For a pool worker: this worker
+    /// retires; the pool goes on with the others.
     pub fn stop(&mut self) {
-        self.stop = true;
+        self.ending = Ending::Stop;
     }
 
-    pub(crate) fn take_stop(&mut self) -> bool {
-        std::mem::take(&mut self.stop)
+    /// Ends this incarnation normally after the current message: a `Permanent` actor gets a
+    /// fresh one (counted against its restart intensity, after its back-off) that drains
+    /// the same mailbox; a `Transient` or `Temporary` one (restarted only after failures, or
+    /// never) stops for good, its queued messages going to the dead-letter sink. `on_stop`
+    /// runs first.
+    pub fn restart(&mut self) {
+        self.ending = Ending::Restart;
+    }
+
+    pub(crate) fn take_ending(&mut self) -> Ending {
+        std::mem::replace(&mut self.ending, Ending::No)
     }
 }

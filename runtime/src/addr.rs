@@ -113,6 +113,10 @@ impl<A: Actor> Addr<A> {
             if armed.poll_expired(cx) {
                 return Poll::Ready(Err(AskError::Timeout));
             }
+            if self.shared.is_retired() {
+                // Never handled now (it lies in the dead-letter sink, if anywhere).
+                return Poll::Ready(Err(AskError::Stopped));
+            }
             Poll::Pending
         })
         .await

@@ -6,15 +6,18 @@
 //! overrides [`kameo::Actor::next`], which is how kameo asks an actor for its next signal,
 //! and runs this loop there:
 //!
-//! 1. anything waiting in the control lane is returned to kameo first (handled at once);
+//! 1. after a batch or a command, every command waiting in the control lane is returned to
+//!    kameo (handled at once), before anything else;
 //! 2. otherwise, unless paused, it pops and handles one *batch*: at most `batch_size`
 //!    messages, handled one after another, then back to step 1;
 //! 3. with nothing to do it parks on both the control lane and the data mailbox's wake-up
-//!    slot (see `mailbox::dispatch`), and goes back to step 1 when either fires.
+//!    slot (see `mailbox::dispatch`). Woken by data, it goes to step 2; woken by a
+//!    command, it first handles one batch of what was already queued (messages sent before
+//!    the command), then the command.
 //!
-//! So a control command waits behind at most the batch in progress, however many wake-ups,
-//! `Resume`s or commands came before it, and nothing is sent through kameo to make a cell
-//! drain: there is no wake-up message and no lock on the wake-up path.
+//! So a control command waits behind at most one batch, however many wake-ups, `Resume`s
+//! or commands came before it, and nothing is sent through kameo to make a cell drain:
+//! there is no wake-up message and no lock on the wake-up path.
 //!
 //! This module knows nothing of supervisors: a cell reports how it ended through the
 //! [`ExitReport`] it was started with.
@@ -40,7 +43,7 @@ use tracing::Instrument;
 use vortex_messages::{ActorState, Control, ControlError, ControlReply};
 
 use crate::{
-    actor::{Actor, Context},
+    actor::{Actor, Context, Ending},
     addr::Addr,
     dead_letter::{panic_text, DeadLetterReason},
     mailbox::Reader,
@@ -50,9 +53,10 @@ use crate::{
 /// How one incarnation of a cell (or of a supervisor) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Exit {
-    /// It stopped for good on request (`Control::Stop`) after draining its mailbox.
+    /// It stopped for good on request: `Control::Stop` after draining its mailbox, or
+    /// `Context::stop`.
     Stopped,
-    /// The actor ended this incarnation itself (`Context::stop`).
+    /// The actor asked for a fresh incarnation (`Context::restart`).
     Normal,
     /// Its supervisor halted it (restart of a sibling, scale-down, shutdown).
     Halted,
@@ -60,8 +64,13 @@ pub(crate) enum Exit {
     Failed(String),
 }
 
-/// Where a cell reports its exit, once, after its `on_stop` hook finished.
+/// Where a cell reports its exit, once, after its `on_stop` hook finished. Not called when
+/// its start-up failed (that goes to the [`StartReport`]).
 pub(crate) type ExitReport = Box<dyn FnOnce(Exit) + Send>;
+
+/// Where a cell reports how its start-up went (factory, `restore`, `on_start` within the
+/// start timeout), once.
+pub(crate) type StartReport = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Control-lane message: a control command.
 pub(crate) struct ControlCommand(pub(crate) Control);
@@ -84,6 +93,7 @@ pub(crate) struct CellArgs<A: Actor> {
     pub(crate) worker: usize,
     pub(crate) halt: Arc<AtomicBool>,
     pub(crate) report: ExitReport,
+    pub(crate) started: StartReport,
 }
 
 pub(crate) struct Cell<A: Actor> {
@@ -148,8 +158,23 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             },
             args.worker,
         );
-        // A start failure is the starter's to report (it awaits the start-up result).
-        let actor = build_actor(&shared, &mut ctx).await?;
+        let built =
+            tokio::time::timeout(shared.config.start_timeout, build_actor(&shared, &mut ctx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CellFailure(format!(
+                        "on_start did not finish within the start timeout ({:?})",
+                        shared.config.start_timeout
+                    )))
+                });
+        let actor = match built {
+            Ok(actor) => actor,
+            Err(failure) => {
+                (args.started)(Err(failure.0.clone()));
+                return Err(failure);
+            }
+        };
+        (args.started)(Ok(()));
         shared.workers.fetch_add(1, SeqCst);
         if !shared.is_stopping() {
             shared.set_live_state();
@@ -201,8 +226,8 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                         self.control_turn = true;
                         continue;
                     }
-                    Batch::Exit => {
-                        self.exit = Some(Exit::Normal);
+                    Batch::Exit(exit) => {
+                        self.exit = Some(exit);
                         return Ok(None);
                     }
                     Batch::Failed(reason) => {
@@ -275,8 +300,8 @@ enum Batch {
     Done,
     /// The handler failed on a message.
     Failed(String),
-    /// The actor called `Context::stop`.
-    Exit,
+    /// The actor called `Context::stop` (`Stopped`) or `Context::restart` (`Normal`).
+    Exit(Exit),
 }
 
 impl<A: Actor> Cell<A> {
@@ -372,9 +397,16 @@ impl<A: Actor> Cell<A> {
             let reason = match result {
                 Ok(Ok(())) => {
                     handled += 1;
-                    if self.ctx.take_stop() {
-                        outcome = Batch::Exit;
-                        break;
+                    match self.ctx.take_ending() {
+                        Ending::No => {}
+                        Ending::Stop => {
+                            outcome = Batch::Exit(Exit::Stopped);
+                            break;
+                        }
+                        Ending::Restart => {
+                            outcome = Batch::Exit(Exit::Normal);
+                            break;
+                        }
                     }
                     if taken < batch && !self.halt.load(Relaxed) {
                         next = self.shared.mailbox.pop(&mut self.reader);

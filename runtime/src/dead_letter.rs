@@ -7,7 +7,7 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
     },
 };
 
@@ -55,56 +55,127 @@ impl fmt::Debug for DeadLetter {
 }
 
 /// A runtime's dead-letter sink. The count is exact; the records kept are the most recent
-/// `retain` ones (older records are dropped from memory, never from the count).
+/// ones within two bounds: at most `retain` records, and at most `retain_bytes` bytes of
+/// retained messages (each counted at its own size, `size_of_val`; what a message owns on
+/// the heap is not seen). Older records are dropped from memory, never from the count.
+///
+/// Cloning it is cheap and yields a handle to the *same* sink, so a subsystem that handles
+/// its own failures (a device launcher putting a faulted batch aside without failing) can
+/// keep one: `rt.dead_letters().clone()`.
+#[derive(Clone)]
 pub struct DeadLetters {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     total: AtomicU64,
     retain: usize,
-    records: Mutex<VecDeque<DeadLetter>>,
+    retain_bytes: usize,
+    records: Mutex<Retained>,
+}
+
+#[derive(Default)]
+struct Retained {
+    letters: VecDeque<(DeadLetter, usize)>,
+    bytes: usize,
 }
 
 impl DeadLetters {
-    pub(crate) fn new(retain: usize) -> Self {
+    pub(crate) fn new(retain: usize, retain_bytes: usize) -> Self {
         DeadLetters {
-            total: AtomicU64::new(0),
-            retain,
-            records: Mutex::new(VecDeque::new()),
+            inner: Arc::new(Inner {
+                total: AtomicU64::new(0),
+                retain,
+                retain_bytes,
+                records: Mutex::new(Retained::default()),
+            }),
         }
     }
 
+    fn records(&self) -> std::sync::MutexGuard<'_, Retained> {
+        self.inner
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a message that will not be handled, counted like the runtime's own dead
+    /// letters. For subsystems that take a message out of the flow themselves (a batch a
+    /// device could not run); `letter.message` keeps the message for inspection.
+    pub fn record(&self, letter: DeadLetter) {
+        self.push(letter);
+    }
+
     pub(crate) fn push(&self, letter: DeadLetter) {
-        self.total.fetch_add(1, Relaxed);
+        let inner = &*self.inner;
+        inner.total.fetch_add(1, Relaxed);
         tracing::debug!(actor = %letter.actor, reason = ?letter.reason, "dead letter");
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        if records.len() >= self.retain {
-            records.pop_front();
+        if inner.retain == 0 {
+            return;
         }
-        if self.retain > 0 {
-            records.push_back(letter);
+        let bytes = letter
+            .message
+            .as_ref()
+            .map_or(0, |message| std::mem::size_of_val(&**message));
+        let mut records = self.records();
+        records.letters.push_back((letter, bytes));
+        records.bytes += bytes;
+        while records.letters.len() > inner.retain
+            || (records.bytes > inner.retain_bytes && records.letters.len() > 1)
+        {
+            if let Some((_, dropped)) = records.letters.pop_front() {
+                records.bytes -= dropped;
+            }
         }
+        if records.bytes > inner.retain_bytes {
+            // A single message larger than the whole budget: keep its record, not its
+            // payload (dropping the payload also drops a reply it may carry).
+            if let Some((letter, bytes)) = records.letters.back_mut() {
+                letter.message = None;
+                let bytes = std::mem::take(bytes);
+                records.bytes -= bytes;
+            }
+        }
+    }
+
+    /// Bytes of retained messages now (each counted at its own size).
+    pub fn retained_bytes(&self) -> usize {
+        self.records().bytes
     }
 
     /// Every dead letter ever recorded in this runtime.
     pub fn count(&self) -> u64 {
-        self.total.load(Relaxed)
+        self.inner.total.load(Relaxed)
     }
 
     /// Takes the records kept so far (oldest first); the count is unchanged.
     pub fn drain(&self) -> Vec<DeadLetter> {
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        records.drain(..).collect()
+        let mut records = self.records();
+        records.bytes = 0;
+        records
+            .letters
+            .drain(..)
+            .map(|(letter, _)| letter)
+            .collect()
     }
 
     /// How many records are kept now.
     pub fn len(&self) -> usize {
-        self.records
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.records().letters.len()
     }
 
     /// Whether no record is kept now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("count", &self.count())
+            .field("kept", &self.len())
+            .finish()
     }
 }
 

@@ -130,6 +130,8 @@ struct Signal {
     /// The tick the driver sleeps until (`u64::MAX`: parked with nothing pending).
     wake_at: AtomicU64,
     nudged: AtomicBool,
+    /// Wake every waiting ask once (an actor will never run again: its askers look at it).
+    wake_all: AtomicBool,
     driver: AtomicWaker,
     stopped: AtomicBool,
 }
@@ -155,6 +157,7 @@ impl Deadlines {
             pending: AtomicUsize::new(0),
             wake_at: AtomicU64::new(u64::MAX),
             nudged: AtomicBool::new(false),
+            wake_all: AtomicBool::new(false),
             driver: AtomicWaker::new(),
             stopped: AtomicBool::new(false),
         });
@@ -205,7 +208,33 @@ impl Deadlines {
     }
 }
 
+impl Deadlines {
+    /// Wakes every waiting ask once, without expiring it, so that each looks again at the
+    /// actor it waits for (which may have stopped for good). Runs on the driver.
+    pub(crate) fn wake_all(&self) {
+        let signal = &self.inner.signal;
+        signal.wake_all.store(true, SeqCst);
+        signal.nudged.store(true, SeqCst);
+        signal.driver.wake();
+    }
+}
+
 impl Inner {
+    fn wake_every_waiter(&self) {
+        let mut entries = Vec::new();
+        for slot in self.slots.iter() {
+            while let Some(entry) = slot.pop() {
+                if entry.waiter.armed.load(SeqCst) < EXPIRED {
+                    entry.waiter.waker.wake();
+                }
+                entries.push(entry);
+            }
+            for entry in entries.drain(..) {
+                slot.push(entry);
+            }
+        }
+    }
+
     fn tick_now(&self) -> u64 {
         (Instant::now()
             .saturating_duration_since(self.start)
@@ -265,6 +294,9 @@ async fn drive(wheel: Weak<Inner>, signal: Arc<Signal>) {
     let mut later = Vec::new();
     while !signal.stopped.load(SeqCst) {
         let Some(inner) = wheel.upgrade() else { return };
+        if signal.wake_all.swap(false, SeqCst) {
+            inner.wake_every_waiter();
+        }
         let now = inner.tick_now();
         // Sweep every tick that began since the last sweep (one turn at most: a turn
         // visits every slot once, and entries keep their own tick).

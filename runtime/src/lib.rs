@@ -8,12 +8,17 @@
 //! - [`actor`]: the [`Actor`] trait and the handler's [`Context`].
 //! - [`addr`]: [`Addr`] (`tell`, `try_tell`, `ask`) and [`Reply`].
 //! - `mailbox`: the data mailbox (mesocarp ring, or crossbeam without the `mesocarp`
-//!   feature), back-pressure and wake-up dispatch.
-//! - `cell`: the kameo actor hosting one incarnation; batch drain and control lane.
-//! - [`supervisor`]: strategies, restart policies, intensity, back-off; the supervisor cell.
+//!   feature), back-pressure, and the lock-free wake-up dispatch (a waker slot per
+//!   consumer and an idle bitmap; its hand-off is model-checked in `mailbox::model`).
+//! - `cell`: the kameo actor hosting one incarnation; it runs its own batch loop from
+//!   `kameo::Actor::next`, control commands first, then one batch at a time.
+//! - `deadline`: ask deadlines on a hashed timing wheel (no timer entry per ask).
+//! - [`supervisor`]: strategies, restart policies, intensity, back-off; the supervisor cell,
+//!   which never waits for a child's start in a handler.
 //! - [`spec`]: declarative [`ActorSpec`], [`PoolSpec`], [`SupervisorSpec`].
 //! - `registry`: per-runtime name → control handle.
-//! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`.
+//! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`; `config`:
+//!   [`RuntimeConfig`].
 //! - [`checkpoint`]: [`CheckpointSink`], where checkpoints are persisted.
 //! - [`dead_letter`]: the dead-letter sink.
 //! - [`resource_group`]: isolated, optionally core-pinned rayon pools for CPU-heavy work

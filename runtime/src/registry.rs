@@ -71,7 +71,7 @@ impl<A: Actor> Target for ActorChild<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        self.shared.collect_undelivered()
+        self.shared.retire()
     }
     fn inject_failure(&self, reason: String) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(ActorChild::inject_failure(self, reason))
@@ -99,7 +99,12 @@ impl<A: Actor> Target for PoolTarget<A> {
         Box::pin(async move {
             match command {
                 Control::Scale { n } => {
-                    let Some(cell) = self.supervisor.cell() else {
+                    // A pool that is stopping (or stopped) takes no new workers.
+                    let cell = self
+                        .supervisor
+                        .cell()
+                        .filter(|_| !self.shared.is_stopping() && !self.shared.is_retired());
+                    let Some(cell) = cell else {
                         return Err(ControlError::NotRunning {
                             actor: self.shared.name.to_string(),
                             command: "scale".into(),
@@ -129,7 +134,7 @@ impl<A: Actor> Target for PoolTarget<A> {
         self.shared.mailbox.close();
     }
     fn collect_undelivered(&self) -> usize {
-        self.shared.collect_undelivered()
+        self.shared.retire()
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))

@@ -27,10 +27,11 @@ use crate::{
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
     resource_group::{ResourceGroup, ResourceGroups},
+    shared::Services,
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
     supervisor::{
-        AddChild, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
+        start_adopted, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
         SupervisorPlan,
     },
 };
@@ -74,6 +75,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an actor's start-up may take (see [`RuntimeConfig::start_timeout`]).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// How long a stopping actor may take (see [`RuntimeConfig::stop_timeout`]).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stop_timeout = timeout;
+        self
+    }
+
     /// Largest pool size.
     pub fn max_pool_workers(mut self, max: u32) -> Self {
         self.config.max_pool_workers = max;
@@ -83,6 +96,13 @@ impl RuntimeBuilder {
     /// Dead-letter records kept in memory.
     pub fn dead_letters_retained(mut self, retained: usize) -> Self {
         self.config.dead_letters_retained = retained;
+        self
+    }
+
+    /// Bytes of undelivered messages the dead-letter sink keeps (see
+    /// [`RuntimeConfig::dead_letters_retained_bytes`]).
+    pub fn dead_letters_retained_bytes(mut self, bytes: usize) -> Self {
+        self.config.dead_letters_retained_bytes = bytes;
         self
     }
 
@@ -169,6 +189,8 @@ impl RuntimeBuilder {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
+            independent: true,
+            ids: Default::default(),
         }));
         let root_cell = {
             let _entered = handle.enter();
@@ -176,11 +198,16 @@ impl RuntimeBuilder {
         };
         let inner = Arc::new(RuntimeInner {
             env: SpawnEnv {
-                dead_letters: Arc::new(DeadLetters::new(config.dead_letters_retained)),
+                services: Services {
+                    dead_letters: Arc::new(DeadLetters::new(
+                        config.dead_letters_retained,
+                        config.dead_letters_retained_bytes,
+                    )),
+                    checkpoints: self.checkpoints,
+                    deadlines: Deadlines::start(&handle),
+                },
                 config,
-                checkpoints: self.checkpoints,
                 registry: Arc::new(Registry::default()),
-                deadlines: Deadlines::start(&handle),
             },
             groups,
             root,
@@ -333,23 +360,36 @@ impl Runtime {
         let mut reservation = Reservation::new(&self.inner.env.registry);
         let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
         let names = self.inner.env.registry.commit(reservation)?;
-        let started = self.inner.root_cell.ask(AddChild { child, restart }).await;
-        match started {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.inner.env.registry.remove(&names);
-                let reason = match error {
-                    kameo::error::SendError::HandlerError(reason) => reason,
-                    _ => return Err(RuntimeError::ShutDown),
-                };
-                Err(RuntimeError::StartFailed {
-                    name: names
-                        .first()
-                        .map(|name| name.to_string())
-                        .unwrap_or_default(),
-                    reason,
-                })
+        // The child starts from this task and the root adopts it: no round trip through the
+        // root, which never waits for a start, so an actor may spawn actors from its own
+        // `on_start` or handlers. The start-up is bounded by the start timeout.
+        let started = start_adopted(
+            &self.inner.root_cell,
+            &self.inner.root.plan,
+            Arc::clone(&child),
+            restart,
+        )
+        .await;
+        let reason = match started {
+            // A shutdown that began meanwhile may have halted the root before it adopted
+            // the child: halt it here, so nothing runs past `shutdown()`.
+            Ok(()) if self.inner.phase.load(SeqCst) != RUNNING => {
+                child.halt().await;
+                None
             }
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        };
+        self.inner.env.registry.remove(&names);
+        match reason {
+            Some(reason) => Err(RuntimeError::StartFailed {
+                name: names
+                    .first()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default(),
+                reason,
+            }),
+            None => Err(RuntimeError::ShutDown),
         }
     }
 
@@ -438,7 +478,7 @@ impl Runtime {
 
     /// The dead-letter sink.
     pub fn dead_letters(&self) -> &DeadLetters {
-        &self.inner.env.dead_letters
+        &self.inner.env.services.dead_letters
     }
 
     /// Stops intake everywhere, halts every actor after its current message (children
@@ -457,8 +497,10 @@ impl Runtime {
         for (_, target) in &targets {
             target.close();
         }
+        // Every halt waits for the actor's `on_stop` (bounded by the stop timeout), children
+        // before parents; the root's own stop hook runs last.
         if self.inner.root_cell.ask(HaltAll).await.is_ok() {
-            self.inner.root_cell.wait_for_shutdown().await;
+            let _ = self.inner.root_cell.wait_for_shutdown_result().await;
         }
         let mut report = ShutdownReport::default();
         for (name, target) in &targets {
@@ -527,7 +569,7 @@ impl RuntimeObserver {
 
     /// Dead letters recorded so far.
     pub fn dead_letters(&self) -> u64 {
-        self.inner.env.dead_letters.count()
+        self.inner.env.services.dead_letters.count()
     }
 }
 

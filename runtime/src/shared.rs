@@ -28,6 +28,10 @@ pub(crate) struct ActorConfig {
     pub(crate) capacity: usize,
     pub(crate) batch: usize,
     pub(crate) ask_timeout: Duration,
+    /// How long `on_start` (with the factory and `restore`) may take.
+    pub(crate) start_timeout: Duration,
+    /// How long a halted incarnation may take to finish its message and `on_stop`.
+    pub(crate) stop_timeout: Duration,
 }
 
 /// Counters, written once per batch by the draining cell.
@@ -79,6 +83,8 @@ pub(crate) struct Shared<A: Actor> {
     state: AtomicU8,
     paused: AtomicBool,
     stopping: AtomicBool,
+    /// It will never run again: its mailbox is closed and emptied for good.
+    retired: AtomicBool,
     /// Live workers (1 for a single actor).
     pub(crate) workers: AtomicU32,
     epoch: AtomicU64,
@@ -89,6 +95,14 @@ pub(crate) struct Shared<A: Actor> {
     pub(crate) deadlines: Deadlines,
 }
 
+/// What every actor of a runtime shares with the runtime.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
+    pub(crate) deadlines: Deadlines,
+}
+
 impl<A: Actor> Shared<A> {
     pub(crate) fn new(
         name: Arc<str>,
@@ -96,10 +110,13 @@ impl<A: Actor> Shared<A> {
         mailbox: Mailbox<A::Message>,
         config: ActorConfig,
         factory: Box<Factory<A>>,
-        dead_letters: Arc<DeadLetters>,
-        checkpoints: Option<Arc<dyn CheckpointSink>>,
-        deadlines: Deadlines,
+        services: Services,
     ) -> Self {
+        let Services {
+            dead_letters,
+            checkpoints,
+            deadlines,
+        } = services;
         Shared {
             name,
             kind,
@@ -110,6 +127,7 @@ impl<A: Actor> Shared<A> {
             state: AtomicU8::new(encode_state(ActorState::Starting)),
             paused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             workers: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
             latest: Mutex::new(None),
@@ -217,6 +235,24 @@ impl<A: Actor> Shared<A> {
             self.epoch.fetch_max(checkpoint.epoch, SeqCst);
         }
         Ok(latest)
+    }
+
+    /// Whether it will never run again (see [`Shared::collect_undelivered`]).
+    #[inline]
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(SeqCst)
+    }
+
+    /// It will never run again: closes the mailbox for good, moves every queued message to
+    /// the dead-letter sink as `Undelivered` (returns how many), and wakes every waiting
+    /// ask so that one whose request lies among them fails with `Stopped` at once, instead
+    /// of waiting for its deadline while the dead-letter sink holds its reply.
+    pub(crate) fn retire(&self) -> usize {
+        self.mailbox.close();
+        let count = self.collect_undelivered();
+        self.retired.store(true, SeqCst);
+        self.deadlines.wake_all();
+        count
     }
 
     /// Moves every queued message of a closed mailbox to the dead-letter sink as

@@ -9,26 +9,31 @@ use vortex_messages::ActorKind;
 
 use crate::{
     actor::Actor,
-    checkpoint::CheckpointSink,
     config::RuntimeConfig,
-    dead_letter::DeadLetters,
-    deadline::Deadlines,
     mailbox::{Dispatch, Mailbox},
     registry::{PoolTarget, Registry, Reservation, SupervisorTarget},
-    shared::{ActorConfig, Factory, Shared},
+    shared::{ActorConfig, Factory, Services, Shared},
     supervisor::{
-        child::{ActorChild, Child},
+        child::{ActorChild, Child, OnForget},
         Backoff, Intensity, Restart, Strategy, SupervisorChild, SupervisorPlan,
     },
 };
+
+/// Removes `name` from `registry` (once its actor or pool stopped for good).
+fn forget_name(registry: &Arc<Registry>, name: &Arc<str>) -> OnForget {
+    let (registry, name) = (Arc::downgrade(registry), Arc::clone(name));
+    Box::new(move || {
+        if let Some(registry) = registry.upgrade() {
+            registry.remove(std::slice::from_ref(&name));
+        }
+    })
+}
 
 /// What instantiating a spec needs from its runtime.
 pub(crate) struct SpawnEnv {
     pub(crate) config: RuntimeConfig,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
-    pub(crate) deadlines: Deadlines,
+    pub(crate) services: Services,
 }
 
 /// A single actor: a name, a factory (called again for every restart) and its settings.
@@ -236,6 +241,8 @@ impl<A: Actor> ActorSpec<A> {
             capacity: self.capacity.unwrap_or(defaults.mailbox_capacity).max(1),
             batch: self.batch.unwrap_or(defaults.batch_size).max(1),
             ask_timeout: defaults.ask_timeout,
+            start_timeout: defaults.start_timeout,
+            stop_timeout: defaults.stop_timeout,
         };
         let shared = Shared::new(
             Arc::from(self.name.as_str()),
@@ -243,9 +250,7 @@ impl<A: Actor> ActorSpec<A> {
             Mailbox::new(config.capacity, dispatch),
             config,
             self.factory,
-            Arc::clone(&rt.dead_letters),
-            rt.checkpoints.clone(),
-            rt.deadlines.clone(),
+            rt.services.clone(),
         );
         (Arc::new(shared), self.restart)
     }
@@ -263,12 +268,7 @@ impl<A: Actor> Instantiate for ActorSpec<A> {
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
         reservation.check(self.name())?;
         let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let (registry, name) = (Arc::downgrade(&rt.registry), Arc::clone(&shared.name));
-        let on_forget = Box::new(move || {
-            if let Some(registry) = registry.upgrade() {
-                registry.remove(std::slice::from_ref(&name));
-            }
-        });
+        let on_forget = forget_name(&rt.registry, &shared.name);
         let child = Arc::new(ActorChild::registered(shared, on_forget));
         reservation.add(Arc::clone(&child.shared.name), child.clone())?;
         Ok((child, restart))
@@ -312,8 +312,13 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
             worker_maker: Some(maker),
             max_workers: max,
             status: Default::default(),
+            independent: false,
+            ids: Default::default(),
         };
-        let supervisor = Arc::new(SupervisorChild::new(plan));
+        let supervisor = Arc::new(SupervisorChild::registered(
+            plan,
+            forget_name(&rt.registry, &shared.name),
+        ));
         let target = Arc::new(PoolTarget {
             shared,
             supervisor: Arc::clone(&supervisor),
@@ -343,6 +348,8 @@ impl Instantiate for SupervisorSpec {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
+            independent: false,
+            ids: Default::default(),
         };
         let supervisor = Arc::new(SupervisorChild::new(plan));
         reservation.add(

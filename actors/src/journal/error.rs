@@ -53,6 +53,14 @@ pub enum JournalError {
         /// The largest payload allowed.
         maximum: usize,
     },
+    /// An atomic batch is larger than an empty segment can hold; nothing was written.
+    #[error("batch of {bytes} bytes exceeds the {maximum} bytes a segment holds")]
+    BatchTooLarge {
+        /// Bytes the batch's frames take.
+        bytes: u64,
+        /// Bytes of frames an empty segment holds.
+        maximum: u64,
+    },
     /// A segment file header is damaged in a place where that cannot be a torn write.
     #[error("bad segment header in {segment}: {reason}")]
     BadSegmentHeader {

@@ -1,12 +1,18 @@
-//! Record frames: `len u32 | crc32c u32 | seq u64 | ts u64 | kind u16 | flags u16 | payload |
-//! pad to 8`, all little-endian.
+//! Record frames: `len u32 | crc32c u32 | seq u64 | ts u64 | kind u16 | flags u16 |
+//! batch_rest u32 | payload | pad to 8`, all little-endian.
 //!
 //! The CRC covers the length, every other header field and the payload. The padding is
 //! required to be zero, so every byte of a frame is checked: a flipped bit anywhere in a
 //! frame is caught.
+//!
+//! `batch_rest` is how many frames of the same atomic batch follow this one: a batch of
+//! `n` records is written as frames with `batch_rest` `n-1, n-2, …, 0`, and the frame with
+//! 0 commits the batch. Recovery keeps a batch only when its committing frame is intact,
+//! so a crash leaves all of a batch or none of it. A record appended on its own is a
+//! batch of one (`batch_rest` 0).
 
 /// Bytes in a frame header.
-pub const FRAME_HEADER_BYTES: usize = 28;
+pub const FRAME_HEADER_BYTES: usize = 32;
 /// Frames start and end on this boundary.
 pub const FRAME_ALIGNMENT: usize = 8;
 
@@ -21,6 +27,8 @@ pub struct FrameView<'a> {
     pub kind: u16,
     /// Caller-defined flags.
     pub flags: u16,
+    /// Frames of the same atomic batch after this one (0: this frame commits its batch).
+    pub batch_rest: u32,
     /// The payload bytes.
     pub payload: &'a [u8],
 }
@@ -83,6 +91,7 @@ pub fn encode_into(out: &mut Vec<u8>, frame: &FrameView<'_>) {
     out.extend_from_slice(&frame.timestamp_nanos.to_le_bytes());
     out.extend_from_slice(&frame.kind.to_le_bytes());
     out.extend_from_slice(&frame.flags.to_le_bytes());
+    out.extend_from_slice(&frame.batch_rest.to_le_bytes());
     out.extend_from_slice(frame.payload);
     out.resize(start + frame.encoded_len(), 0);
     let checksum = checksum(&out[start..start + FRAME_HEADER_BYTES], frame.payload);
@@ -150,6 +159,7 @@ pub fn decode(bytes: &[u8], max_payload: usize) -> Result<FrameView<'_>, FramePr
         timestamp_nanos: read_u64(header, 16),
         kind: read_u16(header, 24),
         flags: read_u16(header, 26),
+        batch_rest: read_u32(header, 28),
         payload,
     })
 }
@@ -164,6 +174,7 @@ mod tests {
             timestamp_nanos: 99,
             kind: 3,
             flags: 1,
+            batch_rest: 2,
             payload,
         }
     }
@@ -196,7 +207,7 @@ mod tests {
         encode_into(&mut out, &sample(b"hello"));
         assert_eq!(decode(&[0; 40], 1024), Err(FrameProblem::Empty));
         assert_eq!(decode(&out[..20], 1024), Err(FrameProblem::Truncated));
-        assert_eq!(decode(&out[..30], 1024), Err(FrameProblem::Truncated));
+        assert_eq!(decode(&out[..34], 1024), Err(FrameProblem::Truncated));
         assert_eq!(decode(&out, 2), Err(FrameProblem::BadLength));
     }
 }

@@ -30,7 +30,8 @@ pub struct JournalConfig {
     /// Largest payload accepted. Default 1 MiB; lowered automatically so that one frame
     /// always fits in an empty segment.
     pub max_record_bytes: usize,
-    /// What recovery does with corruption. Default strict.
+    /// What recovery does with a bad frame. Default point-in-time: cut the active
+    /// segment at its first bad frame, refuse a bad sealed segment.
     pub recovery: RecoveryMode,
     /// Bytes the staging arena holds before it grows. Default 256 KiB.
     pub staging_bytes: usize,
@@ -43,7 +44,7 @@ impl Default for JournalConfig {
         Self {
             segment_bytes: 64 << 20,
             max_record_bytes: 1 << 20,
-            recovery: RecoveryMode::Strict,
+            recovery: RecoveryMode::PointInTime,
             staging_bytes: 256 << 10,
             latency_window: 1024,
         }
@@ -85,6 +86,16 @@ pub struct RetentionReport {
     pub removed_records: u64,
     /// Bytes of data they held.
     pub removed_bytes: u64,
+}
+
+/// How [`Journal::write_unpublished`] frames a group of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One atomic batch: one segment, committed by its last frame.
+    Atomic,
+    /// Independent records (a writer's group commit): each commits itself, and the
+    /// group may span segments.
+    Independent,
 }
 
 /// A durable, append-only, CRC-framed log in a directory of segment files.
@@ -194,13 +205,22 @@ impl Journal {
             .map(|seqs| seqs[0])
     }
 
-    /// Appends `records` with one write and, if any record asks for durability, one
-    /// `fdatasync`; returns their sequence numbers. This is the group-commit step.
+    /// Appends `records` as one atomic batch with one write and, unless every record
+    /// says [`Durability::None`](crate::journal::Durability::None), one `fdatasync`;
+    /// returns their sequence numbers once the whole batch is durable.
     ///
-    /// On error nothing is acknowledged. If the batch crossed a segment boundary, the
-    /// records before the boundary were already written and synced and stay in the log.
+    /// Atomic across a crash: after reopening, either every record of the batch is
+    /// there or none is. A batch never straddles a segment boundary (the journal rotates
+    /// first when the batch does not fit in what is left of the active segment), and its
+    /// last frame commits it (see [`crate::journal::frame`]). This is the shape a raft
+    /// log storage needs: entries and hard state appended as one batch, so that a crash
+    /// never keeps one without the other.
+    ///
+    /// Fails as a whole: on error nothing of the batch is acknowledged or visible, and
+    /// a batch larger than an empty segment fails with [`JournalError::BatchTooLarge`]
+    /// before anything is written.
     pub fn append_batch(&mut self, records: &[PendingRecord]) -> JournalResult<Vec<u64>> {
-        let seqs = self.write_unpublished(records)?;
+        let seqs = self.write_unpublished(records, Framing::Atomic)?;
         if records.iter().any(|record| record.durability.needs_sync()) {
             self.sync()?;
         }
@@ -208,10 +228,11 @@ impl Journal {
         Ok(seqs.collect())
     }
 
-    /// Writes `records` without syncing, whatever their durability, and makes them
-    /// visible to readers. Pair with [`Journal::sync`] to build your own group commit.
+    /// Writes `records` as one atomic batch (as [`Journal::append_batch`] does) without
+    /// syncing, whatever their durability, and makes them visible to readers. Pair with
+    /// [`Journal::sync`] to build your own group commit.
     pub fn write_batch(&mut self, records: &[PendingRecord]) -> JournalResult<Vec<u64>> {
-        let seqs = self.write_unpublished(records)?;
+        let seqs = self.write_unpublished(records, Framing::Atomic)?;
         self.publish(seqs.end.saturating_sub(1));
         Ok(seqs.collect())
     }
@@ -281,12 +302,12 @@ impl Journal {
             self.fs
                 .remove(&segment.path)
                 .map_err(|error| JournalError::io("removing", segment.path.clone(), error))?;
+            // One directory sync per removal, oldest first: a crash can bring back a
+            // suffix of the removed segments but never leave a gap in the log.
+            self.sync_directory_or_poison()?;
             report.removed_segments.push(segment.path.clone());
             report.removed_records += segment.record_count();
             report.removed_bytes += segment.end_offset;
-        }
-        if !removed.is_empty() {
-            self.sync_directory_or_poison()?;
         }
         Ok(report)
     }
@@ -337,6 +358,7 @@ impl Journal {
     pub(crate) fn write_unpublished(
         &mut self,
         records: &[PendingRecord],
+        framing: Framing,
     ) -> JournalResult<Range<u64>> {
         self.check_poison()?;
         if let Some(record) = records.iter().find(|r| r.payload.len() > self.max_payload) {
@@ -347,25 +369,44 @@ impl Journal {
         }
         let first = self.next_seq;
         let timestamp_nanos = now_nanos();
-        for record in records {
-            let length = frame::encoded_len(record.payload.len()) as u64;
-            let staged = self.staging.staged_bytes() as u64;
-            if self.write_offset + staged + length > self.active_capacity {
-                self.flush_staged()?;
+        if framing == Framing::Atomic {
+            let bytes: u64 = records
+                .iter()
+                .map(|record| frame::encoded_len(record.payload.len()) as u64)
+                .sum();
+            let maximum = self.config.segment_bytes - SEGMENT_HEADER_BYTES as u64;
+            if bytes > maximum {
+                return Err(JournalError::BatchTooLarge { bytes, maximum });
+            }
+            if self.write_offset + bytes > self.active_capacity {
                 self.rotate()?;
             }
-            self.stage(record, timestamp_nanos);
+            for (index, record) in records.iter().enumerate() {
+                let rest = u32::try_from(records.len() - 1 - index).unwrap_or(u32::MAX);
+                self.stage(record, timestamp_nanos, rest);
+            }
+        } else {
+            for record in records {
+                let length = frame::encoded_len(record.payload.len()) as u64;
+                let staged = self.staging.staged_bytes() as u64;
+                if self.write_offset + staged + length > self.active_capacity {
+                    self.flush_staged()?;
+                    self.rotate()?;
+                }
+                self.stage(record, timestamp_nanos, 0);
+            }
         }
         self.flush_staged()?;
         Ok(first..self.next_seq)
     }
 
-    fn stage(&mut self, record: &PendingRecord, timestamp_nanos: u64) {
+    fn stage(&mut self, record: &PendingRecord, timestamp_nanos: u64, batch_rest: u32) {
         let view = FrameView {
             seq: self.next_seq,
             timestamp_nanos,
             kind: record.kind,
             flags: record.flags,
+            batch_rest,
             payload: &record.payload,
         };
         self.frame_buffer.clear();
@@ -405,11 +446,12 @@ impl Journal {
     /// Zeroes whatever a failed write left past `write_offset` and syncs that, so a crash
     /// cannot bring back frames that were never acknowledged. If even that fails, the
     /// file's state is unknown and the journal is poisoned.
+    /// Zeros are written (not a truncate and extend), so the preallocated blocks stay.
     fn discard_partial_write(&mut self) -> JournalResult<()> {
+        let zeros = vec![0; self.write_buffer.len()];
         let cut = self
             .active
-            .set_len(self.write_offset)
-            .and_then(|()| self.active.set_len(self.active_capacity))
+            .write_at(self.write_offset, &zeros)
             .map_err(|error| JournalError::Poisoned {
                 path: self.active_path.clone(),
                 source: Arc::new(error),

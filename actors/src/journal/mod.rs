@@ -1,21 +1,24 @@
 //! The durable journal and checkpoint store of the Nexa Vortex actor runtime .
 //!
-//! The journal is an append-only log of CRC-framed records in preallocated segment
-//! files. One writer group-commits: it writes everything queued at once and issues one
-//! `fdatasync` for every record that asked for durability. Recovery on open cuts a torn
-//! tail and refuses to guess about corruption. A failed `fsync` poisons the journal
-//! (appends fail from then on; reads go on), because retrying a failed `fsync` can report
-//! durability that does not exist.
+//! The journal is an append-only log of CRC-framed records in preallocated (`fallocate`)
+//! segment files. One writer group-commits: it writes everything queued at once and
+//! issues one `fdatasync` for every record that asked for durability. A batch given to
+//! [`Journal::append_batch`] is atomic across a crash. Recovery on open does
+//! point-in-time recovery: it cuts the active segment at its first bad frame, keeps the
+//! cut bytes in a quarantine file, and refuses to guess about damage in a sealed segment.
+//! A failed `fsync` poisons the journal (appends fail from then on; reads go on), because
+//! retrying a failed `fsync` can report durability that does not exist.
 //!
 //! # Layout
 //! * [`frame`] — record frame encode/decode (`len | crc | seq | ts | kind | flags |
-//!   payload | pad`).
-//! * [`segment`] — segment naming, file header, creation with preallocation.
-//! * [`io`] — the small file-I/O trait, the real implementation, and the crash-simulating
-//!   test double [`io::MemoryFileSystem`].
+//!   batch_rest | payload | pad`).
+//! * [`segment`] — segment naming, file header, creation (prepared as `.new`,
+//!   preallocated, renamed into place).
+//! * [`io`] — the small file-I/O trait, the real implementation, and the power-loss test
+//!   double [`io::MemoryFileSystem`] (per-page persistence, torn sectors, lost names).
 //! * [`staging`] — the staging buffer (mesocarp arena, or a `Vec<u8>` without the
 //!   `mesocarp` feature).
-//! * [`recovery`] — scanning, torn-write cutting, corruption detection.
+//! * [`recovery`] — scanning, point-in-time cuts, quarantine, corruption detection.
 //! * [`log`] — [`Journal`], the synchronous core (`append_batch`, `sync`, `retain`).
 //! * [`writer`] — [`JournalWriter`], a group-committing writer thread with tickets.
 //! * [`replay`] — [`JournalReader`], [`Replay`] and [`JournalStatus`].
@@ -72,4 +75,4 @@ pub use record::{Durability, PendingRecord, Record};
 pub use recovery::{Cut, RecoveryMode, RecoveryReport};
 pub use replay::{JournalReader, JournalStatus, LatencySummary, Replay};
 pub use vortex_messages::journal::CheckpointTaken;
-pub use writer::{JournalWriter, Ticket, WriterConfig};
+pub use writer::{BatchTicket, JournalWriter, Ticket, WriterConfig};

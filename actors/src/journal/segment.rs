@@ -12,12 +12,15 @@ use crate::journal::io::{FileSystem, StorageFile};
 
 /// Magic bytes at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"NXVJRNL\0";
-/// On-disk format version.
-pub const SEGMENT_VERSION: u32 = 1;
+/// On-disk format version (2: frames carry `batch_rest`).
+pub const SEGMENT_VERSION: u32 = 2;
 /// Bytes in a segment header; the first frame starts here.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 /// File name extension of segment files.
 pub const SEGMENT_EXTENSION: &str = "jrnl";
+/// Suffix of a segment file still being prepared (`{segment}.new`); recovery removes
+/// such leftovers of a crash during rotation, which never held a record.
+pub const PREPARING_SUFFIX: &str = ".new";
 
 /// What the journal knows about one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,13 +144,22 @@ fn poisoned(path: &Path, error: std::io::Error) -> JournalError {
     }
 }
 
-/// Creates a segment: header, preallocation to `segment_bytes`, `fdatasync`, directory
-/// fsync. Only after all four is the segment ready for records, so a crash can leave at
-/// worst an empty segment with a torn header, which recovery removes.
+/// The name a segment has while it is prepared.
+pub fn preparing_path(segment: &Path) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(PREPARING_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Creates a segment: header and preallocation (`fallocate`) under the name
+/// `{segment}.new`, `fdatasync`, directory fsync, rename to the segment name, directory
+/// fsync. Only then is the segment ready for records.
 ///
-/// Preallocation uses `set_len`, which reserves the logical size (the file reads as
-/// zeros, so the end of data is where zeros begin) but not disk blocks: `fallocate`
-/// would need FFI, which this crate forbids.
+/// A crash therefore leaves either no segment or a complete one (header written,
+/// blocks reserved), plus at worst a `.new` leftover that recovery removes. The first
+/// directory fsync makes the prepared name durable before the rename, so that a lost
+/// rename brings back a whole prepared file, never a half-made segment. Preallocating
+/// here is what makes a full disk fail at rollover, not in the middle of a segment.
 pub fn create_segment(
     fs: &dyn FileSystem,
     directory: &Path,
@@ -155,18 +167,24 @@ pub fn create_segment(
     segment_bytes: u64,
 ) -> JournalResult<Box<dyn StorageFile>> {
     let path = segment_path(directory, base_seq);
+    let preparing = preparing_path(&path);
     let mut file = fs
-        .create(&path)
-        .map_err(|error| JournalError::from_write("creating", path.clone(), error))?;
+        .create(&preparing)
+        .map_err(|error| JournalError::from_write("creating", preparing.clone(), error))?;
     let prepared = file
         .write_at(0, &encode_header(base_seq))
-        .and_then(|()| file.set_len(segment_bytes));
+        .and_then(|()| file.allocate(segment_bytes));
     if let Err(error) = prepared {
-        // Best effort: a half-made segment must not be left behind for recovery to see.
-        let _ = fs.remove(&path);
-        return Err(JournalError::from_write("preparing", path, error));
+        // Best effort: recovery removes a leftover `.new` file anyway.
+        let _ = fs.remove(&preparing);
+        return Err(JournalError::from_write("preallocating", path, error));
     }
-    sync_file(file.as_mut(), &path)?;
+    sync_file(file.as_mut(), &preparing)?;
+    sync_directory(fs, directory)?;
+    if let Err(error) = fs.rename(&preparing, &path) {
+        let _ = fs.remove(&preparing);
+        return Err(JournalError::io("renaming", preparing, error));
+    }
     sync_directory(fs, directory)?;
     Ok(file)
 }

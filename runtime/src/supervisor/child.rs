@@ -12,18 +12,39 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 
 use crate::{
     actor::Actor,
-    cell::{Cell, CellArgs, ControlCommand, ExitReport, InjectFailure},
+    cell::{Cell, CellArgs, ControlCommand, ExitReport, InjectFailure, StartReport},
     shared::Shared,
 };
+
+/// Resolves with a child's start-up result (`on_start` finished, failed or timed out).
+pub(crate) type StartWait = BoxFuture<'static, Result<(), String>>;
+
+/// A start report that also completes the returned [`StartWait`].
+pub(crate) fn start_watch(started: StartReport) -> (StartReport, StartWait) {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let report: StartReport = Box::new(move |result: Result<(), String>| {
+        started(result.clone());
+        let _ = sender.send(result);
+    });
+    let wait = Box::pin(async move {
+        receiver
+            .await
+            .unwrap_or_else(|_| Err("stopped before its start-up completed".to_owned()))
+    });
+    (report, wait)
+}
 
 /// A supervised child, type-erased.
 pub(crate) trait Child: Send + Sync + 'static {
     /// The registered name (for a pool worker: the pool's name).
     fn name(&self) -> &str;
-    /// Starts a fresh incarnation; resolves once its `on_start` finished.
-    fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>>;
-    /// Halts the running incarnation after its current message and waits for it to end.
-    /// Queued messages stay in the mailbox.
+    /// Starts a fresh incarnation without waiting for it. `started` hears how its start-up
+    /// went (once); `report` how it ended, if it started. The returned future resolves with
+    /// the start-up result too (dropping it changes nothing).
+    fn start(&self, report: ExitReport, started: StartReport) -> StartWait;
+    /// Halts the running incarnation after its current message and waits until it ended,
+    /// its `on_stop` included, within the stop timeout; past it, the incarnation is
+    /// aborted. Queued messages stay in the mailbox.
     fn halt(&self) -> BoxFuture<'static, ()>;
     /// Sets the state `Status` shows.
     fn set_state(&self, state: ActorState);
@@ -124,19 +145,21 @@ impl<A: Actor> Child for ActorChild<A> {
         &self.shared.name
     }
 
-    fn start(&self, report: ExitReport) -> BoxFuture<'static, Result<(), String>> {
+    fn start(&self, report: ExitReport, started: StartReport) -> StartWait {
         let halt = Arc::new(AtomicBool::new(false));
+        let (started, wait) = start_watch(started);
         let args = CellArgs {
             shared: Arc::clone(&self.shared),
             worker: self.worker,
             halt: Arc::clone(&halt),
             report,
+            started,
         };
-        let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell.clone(), halt));
         // The cell's batch loop looks at the mailbox before it parks: messages queued
         // while no cell ran are handled without a wake-up.
-        Box::pin(async move { await_startup(&cell).await })
+        let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell, halt));
+        wait
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
@@ -150,8 +173,28 @@ impl<A: Actor> Child for ActorChild<A> {
             if let Some((cell, halt)) = current {
                 halt.store(true, SeqCst);
                 shared.mailbox.dispatch.wake(worker);
-                // Until its `on_stop` finished (it detaches from the mailbox there).
-                let _ = cell.wait_for_shutdown_result().await;
+                // Until its `on_stop` finished (it detaches from the mailbox there), within
+                // the stop timeout: a handler or hook that never returns is aborted.
+                let stopped = tokio::time::timeout(
+                    shared.config.stop_timeout,
+                    cell.wait_for_shutdown_result(),
+                )
+                .await;
+                if stopped.is_err() {
+                    tracing::warn!(
+                        target: "vortex.restart",
+                        actor = %shared.name,
+                        timeout = ?shared.config.stop_timeout,
+                        "did not stop within the stop timeout; aborted"
+                    );
+                    cell.kill();
+                    // Its `on_stop` will never run: do what it would have done.
+                    shared.workers.fetch_sub(1, SeqCst);
+                    shared
+                        .mailbox
+                        .dispatch
+                        .detach(worker, !shared.mailbox.is_empty());
+                }
             }
         })
     }
@@ -166,8 +209,7 @@ impl<A: Actor> Child for ActorChild<A> {
 
     fn retire(&self) {
         if self.shared.workers.load(SeqCst) == 0 {
-            self.shared.mailbox.close();
-            self.shared.collect_undelivered();
+            self.shared.retire();
         }
     }
 
@@ -181,22 +223,5 @@ impl<A: Actor> Child for ActorChild<A> {
         if let Some(on_forget) = &self.on_forget {
             on_forget();
         }
-    }
-}
-
-/// Waits until kameo finished starting `cell`, or reports why it never will (its start
-/// hook failed, or it stopped before its start-up completed).
-pub(crate) async fn await_startup<A>(cell: &ActorRef<A>) -> Result<(), String>
-where
-    A: kameo::Actor,
-    A::Error: Clone + std::fmt::Display,
-{
-    tokio::select! {
-        started = cell.wait_for_startup_result() => started.map_err(|error| error.to_string()),
-        () = cell.wait_for_shutdown() => match cell.get_startup_result() {
-            Some(Ok(())) => Ok(()),
-            Some(Err(error)) => Err(error.to_string()),
-            None => Err("stopped before its start-up completed".to_owned()),
-        },
     }
 }

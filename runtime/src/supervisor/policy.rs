@@ -22,7 +22,7 @@ pub enum Strategy {
 /// When a child is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Restart {
-    /// Always: after a failure and after a normal exit (`Context::stop`).
+    /// After a failure, and after a normal end of an incarnation (`Context::restart`).
     #[default]
     Permanent,
     /// Only after a failure (handler error or panic, start failure).
