@@ -1,6 +1,7 @@
 //! The scheduler actor: exact firing on tokio's paused clock, cancel, no interval drift,
-//! pause/resume, restart keeps intervals ticking, dead targets counted, and real-time
-//! lateness of 100 000 timers (reported, not asserted).
+//! pause/resume, restart keeps intervals ticking, armed timers survive failures of the
+//! scheduler and fire exactly once, cancel is final with a full scheduler mailbox, dead
+//! targets counted, and real-time lateness of 100 000 timers (reported, not asserted).
 
 mod support;
 
@@ -142,6 +143,103 @@ async fn a_restart_keeps_interval_timers_ticking() {
     .await;
     assert_eq!(scheduler.armed(), 1);
     assert_eq!(every.cancel(), CancelOutcome::Cancelled);
+    rt.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn armed_timers_survive_failures_of_the_scheduler_and_fire_exactly_once() {
+    let (rt, scheduler, recorder, seen) = setup().await;
+    let start = Instant::now();
+    for label in 0..300_u32 {
+        // Deadlines 1..=150 ms, two timers per tick, armed in reverse order.
+        let delay = Duration::from_millis(150 - u64::from(label) / 2);
+        scheduler.send_after(delay, &recorder, label).detach();
+    }
+    let every = scheduler
+        .send_interval(Duration::from_millis(10), &recorder, 1_000)
+        .unwrap();
+    for (at, restarts) in [(30, 1), (31, 2), (90, 3)] {
+        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        rt.inject_failure("scheduler", "chaos").await.unwrap();
+        support::wait_until_virtual("restarted", Duration::from_secs(5), || {
+            rt.status("scheduler").unwrap().restarts == restarts
+        })
+        .await;
+    }
+    tokio::time::sleep_until(start + Duration::from_millis(205)).await;
+    assert_eq!(every.cancel(), CancelOutcome::Cancelled);
+    let seen = seen.lock().unwrap().clone();
+    let mut once: Vec<u32> = seen
+        .iter()
+        .map(|(l, _)| *l)
+        .filter(|l| *l < 1_000)
+        .collect();
+    once.sort_unstable();
+    assert_eq!(
+        once,
+        (0..300).collect::<Vec<u32>>(),
+        "each one-shot exactly once"
+    );
+    for (label, at) in &seen {
+        if *label < 1_000 {
+            let due = Duration::from_millis(150 - u64::from(*label) / 2);
+            assert!(*at - start >= due, "timer {label} early");
+        }
+    }
+    let periods = seen.iter().filter(|(l, _)| *l == 1_000).count();
+    assert_eq!(periods, 20, "each period 10..=200 ms exactly once");
+    support::wait_until_virtual("freed", Duration::from_secs(1), || scheduler.armed() == 0).await;
+    rt.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_is_final_and_truthful_with_a_full_scheduler_mailbox() {
+    let (rt, _, recorder, seen) = setup().await;
+    let config = vortex::actors::scheduler::SchedulerConfig::default().mailbox_capacity(2);
+    let scheduler = Scheduler::spawn_with(&rt, "tight", config).await.unwrap();
+    // Armed and processed, then the scheduler is paused and its mailbox filled up.
+    let armed: Vec<_> = (0..40)
+        .map(|label| scheduler.send_after(Duration::from_millis(10), &recorder, label))
+        .collect();
+    support::wait_until_virtual("armed", Duration::from_secs(1), || scheduler.armed() == 40).await;
+    rt.control("tight", Control::Pause).await.unwrap();
+    let queued: Vec<_> = (40..80)
+        .map(|label| scheduler.send_after(Duration::from_millis(10), &recorder, label))
+        .collect();
+    assert_eq!(
+        scheduler.addr().mailbox_len(),
+        2,
+        "full: the rest overflowed"
+    );
+    let mut kept = Vec::new();
+    for (n, handle) in armed.into_iter().chain(queued).enumerate() {
+        if n % 2 == 0 {
+            assert_eq!(handle.cancel(), CancelOutcome::Cancelled);
+            drop(handle); // and dropping it again is harmless
+        } else if n % 4 == 1 {
+            drop(handle); // cancel on drop, mailbox full
+        } else {
+            kept.push(handle);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(seen.lock().unwrap().is_empty(), "paused");
+    rt.control("tight", Control::Resume).await.unwrap();
+    support::wait_until_virtual("fired", Duration::from_secs(5), || {
+        seen.lock().unwrap().len() == kept.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut labels: Vec<u32> = seen.lock().unwrap().iter().map(|(l, _)| *l).collect();
+    labels.sort_unstable();
+    assert_eq!(labels, (0..80).filter(|n| n % 4 == 3).collect::<Vec<u32>>());
+    for handle in &kept {
+        assert_eq!(handle.cancel(), CancelOutcome::AlreadyFired, "truthful");
+    }
+    support::wait_until_virtual("entries freed", Duration::from_secs(1), || {
+        scheduler.armed() == 0
+    })
+    .await;
     rt.shutdown().await;
 }
 

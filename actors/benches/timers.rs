@@ -1,5 +1,14 @@
-//! Cost per arm, cancel and fire, and bytes per timer: `Timers` beside
-//! `tokio::time::Sleep` and `tokio_util::time::DelayQueue`.
+//! Cost per arm, cancel and fire, and bytes per timer: `Timers`, and the same timers
+//! armed *through the scheduler actor* (`Scheduler::send_after`, a message per arm and
+//! per cancel, delivered to an actor on fire), beside `tokio::time::Sleep` and
+//! `tokio_util::time::DelayQueue`.
+//!
+//! The actor contender runs the vortex runtime on the same current-thread, paused tokio
+//! runtime: a phase is timed from its first call until the scheduler actor has applied
+//! every message (arm: `armed() == N`; cancel: `armed() == N / 2`; fire: the clock
+//! moved past every deadline and `fired() == N / 2`, each message handed to the target's
+//! mailbox). The caller yields every 1024 arms or cancels so the actor drains its
+//! mailbox as it would under a steady load.
 //!
 //! One round: arm 1 000 000 timers with deadlines spread over 10 000 ticks (ms), cancel
 //! every other one, fire the rest. Each phase is timed on its own (the others run
@@ -24,7 +33,8 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::{runtime::Runtime, time::Sleep};
 use tokio_util::time::{delay_queue::Key, DelayQueue};
-use vortex_actors::scheduler::Timers;
+use vortex_actors::scheduler::{Scheduler, TimerHandle, Timers};
+use vortex_runtime::{Actor, ActorError, ActorSpec, Addr};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -67,6 +77,120 @@ fn timers_fire(table: &mut Timers<u64>) -> usize {
         .expect("forward");
     black_box(sum);
     fired
+}
+
+// ---- through the scheduler actor ----
+
+/// The target of the actor contender's timers: counts what it receives.
+struct Sink;
+
+impl Actor for Sink {
+    type Message = u64;
+    async fn handle(
+        &mut self,
+        message: u64,
+        _: &mut vortex_runtime::Context<Self>,
+    ) -> Result<(), ActorError> {
+        black_box(message);
+        Ok(())
+    }
+}
+
+struct Through {
+    tokio: Runtime,
+    vortex: vortex_runtime::Runtime,
+    scheduler: Scheduler,
+    sink: Addr<Sink>,
+    handles: Vec<Option<TimerHandle>>,
+}
+
+fn through_setup() -> Through {
+    let tokio = paused_runtime();
+    let (vortex, scheduler, sink) = tokio.block_on(async {
+        let vortex = vortex_runtime::Runtime::builder()
+            .build()
+            .expect("a vortex runtime");
+        let sink = vortex
+            .spawn_actor(ActorSpec::new("sink", || Sink).capacity(TIMERS))
+            .await
+            .expect("the sink");
+        let scheduler = Scheduler::spawn(&vortex, "scheduler")
+            .await
+            .expect("the scheduler");
+        (vortex, scheduler, sink)
+    });
+    Through {
+        tokio,
+        vortex,
+        scheduler,
+        sink,
+        handles: Vec::with_capacity(TIMERS),
+    }
+}
+
+async fn until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn through_arm(through: &mut Through) {
+    let Through {
+        tokio,
+        scheduler,
+        sink,
+        handles,
+        ..
+    } = through;
+    tokio.block_on(async {
+        for index in 0..TIMERS {
+            let delay = Duration::from_millis(deadline_ms(index));
+            handles.push(Some(scheduler.send_after(delay, sink, index as u64)));
+            if index % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
+        }
+        until(|| scheduler.armed() == TIMERS).await;
+    });
+}
+
+fn through_cancel(through: &mut Through) {
+    let Through {
+        tokio,
+        scheduler,
+        handles,
+        ..
+    } = through;
+    tokio.block_on(async {
+        for (n, handle) in handles.iter_mut().step_by(2).enumerate() {
+            drop(handle.take());
+            if n % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
+        }
+        until(|| scheduler.armed() == TIMERS / 2).await;
+    });
+}
+
+fn through_fire(through: &mut Through) {
+    let scheduler = &through.scheduler;
+    through.tokio.block_on(async {
+        tokio::time::advance(Duration::from_millis(SPREAD_MS + 1)).await;
+        until(|| scheduler.fired() == (TIMERS / 2) as u64).await;
+    });
+}
+
+fn through_teardown(through: Through) {
+    let Through {
+        tokio,
+        vortex,
+        handles,
+        ..
+    } = through;
+    for handle in handles.into_iter().flatten() {
+        handle.detach();
+    }
+    tokio.block_on(vortex.shutdown());
 }
 
 // ---- tokio::time::Sleep ----
@@ -174,9 +298,16 @@ fn bytes_per_timer(c: &mut Criterion) {
     let queue_bytes = per_timer(region);
     drop(queue);
 
+    let mut through = through_setup();
+    let region = Region::new(GLOBAL);
+    through_arm(&mut through);
+    let actor_bytes = per_timer(region);
+    through_teardown(through);
+
     println!(
         "bytes per armed timer ({TIMERS} timers): Timers<u64> {timers_bytes:.1} B, \
-         Timers<()> {bare_bytes:.1} B, tokio Sleep {sleep_bytes:.1} B, \
+         Timers<()> {bare_bytes:.1} B, through the actor (u64 message, target, cancel \
+         flag) {actor_bytes:.1} B, tokio Sleep {sleep_bytes:.1} B, \
          DelayQueue<u64> {queue_bytes:.1} B"
     );
 }
@@ -199,6 +330,25 @@ fn time_phase<S>(
     total
 }
 
+/// [`time_phase`] with an explicit, untimed `teardown` (the actor contender must shut
+/// its runtime down inside tokio).
+fn time_phase_with<S>(
+    iterations: u64,
+    mut prepare: impl FnMut() -> S,
+    mut phase: impl FnMut(&mut S),
+    mut teardown: impl FnMut(S),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        let mut state = prepare();
+        let start = Instant::now();
+        phase(&mut state);
+        total += start.elapsed();
+        teardown(state);
+    }
+    total
+}
+
 fn arm_cancel_fire(c: &mut Criterion) {
     let mut group = c.benchmark_group("arm");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
@@ -210,6 +360,11 @@ fn arm_cancel_fire(c: &mut Criterion) {
                 || Vec::with_capacity(TIMERS),
                 |ids| drop(timers_arm(ids)),
             )
+        })
+    });
+    group.bench_function("actor", |bencher| {
+        bencher.iter_custom(|iterations| {
+            time_phase_with(iterations, through_setup, through_arm, through_teardown)
         })
     });
     group.bench_function("tokio_sleep", |bencher| {
@@ -244,6 +399,20 @@ fn arm_cancel_fire(c: &mut Criterion) {
                     (timers_arm(&mut ids), ids)
                 },
                 |(table, ids)| timers_cancel(table, ids),
+            )
+        })
+    });
+    group.bench_function("actor", |bencher| {
+        bencher.iter_custom(|iterations| {
+            time_phase_with(
+                iterations,
+                || {
+                    let mut through = through_setup();
+                    through_arm(&mut through);
+                    through
+                },
+                through_cancel,
+                through_teardown,
             )
         })
     });
@@ -291,6 +460,21 @@ fn arm_cancel_fire(c: &mut Criterion) {
                     table
                 },
                 |table| assert_eq!(timers_fire(table), TIMERS / 2),
+            )
+        })
+    });
+    group.bench_function("actor", |bencher| {
+        bencher.iter_custom(|iterations| {
+            time_phase_with(
+                iterations,
+                || {
+                    let mut through = through_setup();
+                    through_arm(&mut through);
+                    through_cancel(&mut through);
+                    through
+                },
+                through_fire,
+                through_teardown,
             )
         })
     });

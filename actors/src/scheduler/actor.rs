@@ -1,92 +1,344 @@
-//! The scheduler actor: drives a [`Timers`] table from tokio's monotonic clock and delivers
-//! what fires to typed addresses or, by name, as control commands.
+//! The scheduler actor: owns the timer table (through state every incarnation shares),
+//! applies `Arm` and `Cancel` messages, and on each `Tick` from its driver advances the
+//! table and delivers what fired.
 //!
-//! The table lives outside the actor's cell (shared by the [`Scheduler`] handle), so a
-//! supervised restart keeps every timer — interval timers go on ticking. Arming and
-//! cancelling lock the table directly from the caller: `cancel` answers at once and, once
-//! it says `Cancelled`, the timer never fires. A small driver task sleeps until the next
-//! deadline (or indefinitely when nothing is armed) and then sends the actor a `Tick`; the
-//! actor advances the table and delivers. A paused scheduler holds its `Tick`s, so `Pause`
-//! holds firing and `Resume` fires everything that came due, in order.
+//! - **The table survives a panic.** It lives in `Shared`, which the factory hands to
+//!   each new incarnation; an incarnation only borrows it for the length of one message.
+//! - **The driver belongs to the incarnation.** `on_start` spawns it and both `on_stop`
+//!   and `Drop` (a failed incarnation does not run `on_stop`) abort it, so a restart
+//!   restarts it. It sleeps until the earliest deadline the actor published (or until an
+//!   earlier one is armed), sends one `Tick` and waits for its answer, so a paused
+//!   scheduler is never flooded and an idle one never wakes.
+//! - **Delivery runs outside the table's lock**, and every piece of user code (a
+//!   message's `Clone` or `Drop`) runs inside `catch_unwind`: a panicking delivery is
+//!   counted and costs no other timer.
 
 use std::{
+    mem,
+    panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+            Ordering::Release,
+        },
         Arc, Mutex, MutexGuard, PoisonError,
     },
-    time::Duration,
 };
 
+use crossbeam_queue::SegQueue;
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
-use vortex_messages::Control;
-use vortex_runtime::{
-    Actor, ActorError, ActorSpec, Addr, Context, Reply, Runtime, RuntimeError, RuntimeObserver,
-    TrySendError,
+use vortex_runtime::{Actor, ActorError, Addr, Context, Reply};
+
+use crate::scheduler::{
+    clock::{TickClock, NEVER},
+    delivery::{Backlogs, Delivered, Fire, Post, Stats},
+    state::TimerState,
+    Fired, MissedTicks, TimerId, Timers,
 };
 
-use crate::scheduler::{CancelOutcome, Error, Fired, TimerId, Timers};
-
-/// What a fired timer does: deliver and say whether the target still exists.
-type Delivery = Box<dyn FnMut() -> Delivered + Send>;
-
-enum Delivered {
-    Sent,
-    TargetGone,
+/// A timer in the table: its shared state and its payload.
+pub(crate) struct Armed {
+    state: Arc<TimerState>,
+    fire: Box<dyn Fire>,
 }
 
-struct Shared {
-    table: Mutex<Timers<Delivery>>,
-    epoch: Instant,
-    tick: Duration,
+/// What every incarnation of one scheduler shares (and what survives its restarts).
+pub(crate) struct Shared {
+    pub(crate) clock: TickClock,
+    table: Mutex<Timers<Armed>>,
+    backlogs: Mutex<Backlogs>,
+    pub(crate) backlog_limit: usize,
+    /// Arms that found the mailbox full, applied with the next message.
+    pub(crate) overflow: SegQueue<SchedulerMessage>,
+    /// Table ids of cancelled timers, whose entries the actor frees with its next
+    /// message. Batched: a handle sends one `Wake` only when the batch was empty.
+    freed: SegQueue<TimerId>,
+    free_pending: AtomicBool,
+    /// The earliest deadline the driver must wake for ([`NEVER`]: none). Written only
+    /// by the actor.
+    wake: AtomicU64,
     rearmed: Notify,
-    fired: AtomicU64,
-    dropped: AtomicU64,
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, Timers<Delivery>> {
+    pub(crate) fn new(clock: TickClock, backlog_limit: usize, stats: Arc<Stats>) -> Self {
+        Self {
+            clock,
+            table: Mutex::new(Timers::new()),
+            backlogs: Mutex::new(Backlogs::default()),
+            backlog_limit,
+            overflow: SegQueue::new(),
+            freed: SegQueue::new(),
+            free_pending: AtomicBool::new(false),
+            wake: AtomicU64::new(NEVER),
+            rearmed: Notify::new(),
+            stats,
+        }
+    }
+
+    // The locks are taken only by the scheduler actor, one message at a time; they are
+    // what lets a new incarnation take over the table of a failed one. A poisoned lock
+    // (a panic in the table itself) still holds a consistent table between calls.
+    fn table(&self) -> MutexGuard<'_, Timers<Armed>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Ticks since the epoch, rounded down: a timer due at tick t fires once t has begun.
-    fn now_tick(&self) -> u64 {
-        (Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos()
-            / self.tick.as_nanos()) as u64
+    fn backlogs(&self) -> MutexGuard<'_, Backlogs> {
+        self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The tick of `instant`, rounded up, so that a timer never fires early.
-    fn tick_at(&self, instant: Instant) -> u64 {
-        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        nanos.div_ceil(self.tick.as_nanos()) as u64
+    /// Queues the entry of a cancelled timer to be freed; `true` when the caller must
+    /// send a `Wake` (the batch was empty).
+    pub(crate) fn free_later(&self, id: TimerId) -> bool {
+        self.freed.push(id);
+        !self.free_pending.swap(true, AcqRel)
     }
 
-    fn ticks(&self, duration: Duration) -> u64 {
-        duration.as_nanos().div_ceil(self.tick.as_nanos()) as u64
-    }
-
-    fn instant_of(&self, tick: u64) -> Instant {
-        self.epoch + self.tick * u32::try_from(tick).unwrap_or(u32::MAX)
+    fn wake_by(&self, deadline: u64) {
+        if deadline < self.wake.load(Acquire) {
+            self.wake.store(deadline, Release);
+            self.rearmed.notify_one();
+        }
     }
 }
 
-/// Messages of the scheduler actor (sent by its driver).
+/// Messages of the scheduler actor. [`Scheduler`](crate::scheduler::Scheduler) sends
+/// `Arm`; [`TimerHandle`](crate::scheduler::TimerHandle) sends `Wake` after a cancel;
+/// the actor's driver sends `Tick`.
 pub enum SchedulerMessage {
+    /// Arm a timer whose state the caller already allocated.
+    Arm(ArmTimer),
     /// Advance to now and deliver what is due; the reply says how many fired.
     Tick(Reply<usize>),
+    /// Free the entries of cancelled timers and apply arms that found the mailbox full
+    /// (every message does that too; `Wake` is sent when there is no other).
+    Wake,
 }
 
-/// The scheduler actor. Spawn it with [`Scheduler::spawn`].
+/// The body of [`SchedulerMessage::Arm`]: built by the `Scheduler`'s `send_*` methods.
+pub struct ArmTimer {
+    pub(crate) state: Arc<TimerState>,
+    pub(crate) deadline: u64,
+    /// 0 for a one-shot.
+    pub(crate) period: u64,
+    pub(crate) missed: MissedTicks,
+    pub(crate) fire: Box<dyn Fire>,
+}
+
+/// One expiry to deliver after the table's lock is released.
+struct Due {
+    fire: Box<dyn Fire>,
+    deadline: u64,
+    interval: Option<TimerId>,
+}
+
+/// The scheduler actor. Spawn it with [`Scheduler::spawn`](crate::scheduler::Scheduler::spawn).
 pub struct SchedulerActor {
     shared: Arc<Shared>,
     driver: Option<JoinHandle<()>>,
+    // Scratch buffers, kept to reuse their capacity.
+    due: Vec<Due>,
+    discard: Vec<Box<dyn Fire>>,
+}
+
+impl SchedulerActor {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            driver: None,
+            due: Vec::new(),
+            discard: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, message: SchedulerMessage) {
+        match message {
+            SchedulerMessage::Arm(arm) => self.arm(arm),
+            SchedulerMessage::Tick(reply) => reply.send(self.tick()),
+            SchedulerMessage::Wake => {}
+        }
+    }
+
+    fn arm(&mut self, arm: ArmTimer) {
+        let ArmTimer {
+            state,
+            deadline,
+            period,
+            missed,
+            fire,
+        } = arm;
+        if state.is_cancelled() {
+            self.discard.push(fire);
+            return;
+        }
+        let armed = Armed { state, fire };
+        let mut table = self.shared.table();
+        let id = if period == 0 {
+            table.arm_at(deadline, armed)
+        } else {
+            match table.arm_interval_with(deadline, period, missed, armed) {
+                Ok(id) => id,
+                Err(_) => unreachable!("the Scheduler refuses a zero period before sending"),
+            }
+        };
+        if !table.get(id).is_some_and(|armed| armed.state.armed(id)) {
+            // Cancelled between the check above and now.
+            let removed = table.remove(id);
+            self.shared.stats.armed.store(table.len(), Relaxed);
+            drop(table);
+            self.discard.extend(removed.map(|armed| armed.fire));
+            return;
+        }
+        self.shared.stats.armed.store(table.len(), Relaxed);
+        drop(table);
+        self.shared.wake_by(deadline);
+    }
+
+    /// Frees the entries of cancelled timers (see [`Shared::free_later`]).
+    fn free_cancelled(&mut self) {
+        let shared = &*self.shared;
+        if !(shared.free_pending.load(Acquire) && shared.free_pending.swap(false, AcqRel)) {
+            return;
+        }
+        let mut table = shared.table();
+        while let Some(id) = shared.freed.pop() {
+            self.discard
+                .extend(table.remove(id).map(|armed| armed.fire));
+        }
+        shared.stats.armed.store(table.len(), Relaxed);
+    }
+
+    /// Advances to now under the table's lock (collecting), then delivers without it.
+    fn tick(&mut self) -> usize {
+        let stats = Arc::clone(&self.shared.stats);
+        stats.ticks.fetch_add(1, Relaxed);
+        let now = Instant::now();
+        let (mut due, mut discard) = (mem::take(&mut self.due), mem::take(&mut self.discard));
+        let mut cancelled = Vec::new();
+        {
+            let mut table = self.shared.table();
+            let advanced = table.advance_to(self.shared.clock.now_tick(now), |fired| match fired {
+                Fired::Once {
+                    id,
+                    deadline,
+                    payload,
+                } => {
+                    if payload.state.fire(id) {
+                        due.push(Due {
+                            fire: payload.fire,
+                            deadline,
+                            interval: None,
+                        });
+                    } else {
+                        discard.push(payload.fire);
+                    }
+                }
+                Fired::Interval {
+                    id,
+                    deadline,
+                    payload,
+                } => {
+                    if payload.state.is_cancelled() {
+                        cancelled.push(id);
+                        return;
+                    }
+                    match catch_unwind(AssertUnwindSafe(|| payload.fire.period())) {
+                        Ok(Some(fire)) => due.push(Due {
+                            fire,
+                            deadline,
+                            interval: Some(id),
+                        }),
+                        Ok(None) => {}
+                        Err(_) => {
+                            stats.panicked.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            });
+            debug_assert!(advanced.is_ok(), "tokio's clock is monotonic");
+            for id in cancelled {
+                discard.extend(table.remove(id).map(|armed| armed.fire));
+            }
+            self.shared
+                .wake
+                .store(table.next_deadline().unwrap_or(NEVER), Release);
+            stats.armed.store(table.len(), Relaxed);
+        }
+        let (fired, gone) = self.deliver(now, &mut due);
+        if !gone.is_empty() {
+            let mut table = self.shared.table();
+            for id in gone {
+                if let Some(armed) = table.remove(id) {
+                    armed.state.end(id);
+                    discard.push(armed.fire);
+                }
+            }
+            stats.armed.store(table.len(), Relaxed);
+        }
+        self.due = due;
+        self.discard = discard;
+        fired
+    }
+
+    /// Delivers `due` in order; returns how many went out and the intervals whose
+    /// target is gone.
+    fn deliver(&mut self, now: Instant, due: &mut Vec<Due>) -> (usize, Vec<TimerId>) {
+        let shared = &*self.shared;
+        let stats = &shared.stats;
+        let (mut fired, mut gone) = (0, Vec::new());
+        let mut backlogs = shared.backlogs();
+        let mut post = Post {
+            now,
+            due: now,
+            backlogs: &mut backlogs,
+            limit: shared.backlog_limit,
+            stats,
+        };
+        for Due {
+            fire,
+            deadline,
+            interval,
+        } in due.drain(..)
+        {
+            if interval.is_some_and(|id| gone.contains(&id)) {
+                self.discard.push(fire);
+                continue;
+            }
+            post.due = shared.clock.instant_of(deadline).unwrap_or(now);
+            match catch_unwind(AssertUnwindSafe(|| fire.deliver(&mut post))) {
+                Ok(Delivered::Sent) => fired += 1,
+                Ok(Delivered::Overflowed) => {}
+                Ok(Delivered::TargetGone) => {
+                    stats.dropped.fetch_add(1, Relaxed);
+                    gone.extend(interval);
+                }
+                Err(_) => {
+                    stats.panicked.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        stats.fired.fetch_add(fired as u64, Relaxed);
+        (fired, gone)
+    }
+
+    /// Drops payloads of cancelled timers outside every lock; a panicking `Drop` is
+    /// counted, not propagated.
+    fn drop_discarded(&mut self) {
+        for fire in self.discard.drain(..) {
+            if catch_unwind(AssertUnwindSafe(|| drop(fire))).is_err() {
+                self.shared.stats.panicked.fetch_add(1, Relaxed);
+            }
+        }
+    }
 }
 
 impl Actor for SchedulerActor {
     type Message = SchedulerMessage;
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        let next = self.shared.table().next_deadline().unwrap_or(NEVER);
+        self.shared.wake.store(next, Release);
         self.driver = Some(tokio::spawn(drive(
             Arc::clone(&self.shared),
             ctx.addr().clone(),
@@ -99,9 +351,14 @@ impl Actor for SchedulerActor {
         message: SchedulerMessage,
         _: &mut Context<Self>,
     ) -> Result<(), ActorError> {
-        let SchedulerMessage::Tick(reply) = message;
-        let fired = advance(&self.shared)?;
-        reply.send(fired);
+        self.apply(message);
+        while let Some(queued) = self.shared.overflow.pop() {
+            self.apply(queued);
+        }
+        self.free_cancelled();
+        if !self.discard.is_empty() {
+            self.drop_discarded();
+        }
         Ok(())
     }
 
@@ -113,13 +370,16 @@ impl Actor for SchedulerActor {
 
     fn describe(&self) -> Option<String> {
         let table = self.shared.table();
+        let stats = &self.shared.stats;
         Some(format!(
-            "armed={} now_tick={} next_deadline={:?} fired={} dropped_targets={}",
+            "armed={} now_tick={} next_deadline={:?} fired={} dropped_targets={} overflowed={} panicked={}",
             table.len(),
             table.now(),
             table.next_deadline(),
-            self.shared.fired.load(Relaxed),
-            self.shared.dropped.load(Relaxed)
+            stats.fired.load(Relaxed),
+            stats.dropped.load(Relaxed),
+            stats.overflowed.load(Relaxed),
+            stats.panicked.load(Relaxed),
         ))
     }
 }
@@ -133,47 +393,24 @@ impl Drop for SchedulerActor {
     }
 }
 
-/// Advances the table to now and delivers what fired, in order.
-fn advance(shared: &Shared) -> Result<usize, Error> {
-    let now = shared.now_tick();
-    let mut gone = Vec::new();
-    let mut table = shared.table();
-    let fired = table.advance_to(now, |fired| {
-        let (id, delivered) = match fired {
-            Fired::Once {
-                id, mut payload, ..
-            } => (id, payload()),
-            Fired::Interval { id, payload, .. } => (id, payload()),
-        };
-        if matches!(delivered, Delivered::TargetGone) {
-            gone.push(id);
-        }
-    })?;
-    for id in gone {
-        let _ = table.cancel(id);
-        shared.dropped.fetch_add(1, Relaxed);
-    }
-    drop(table);
-    shared.fired.fetch_add(fired as u64, Relaxed);
-    Ok(fired)
-}
-
-/// Sleeps until the next deadline (or until something is armed), then ticks the actor and
-/// waits for that tick to be handled — a paused scheduler is not flooded with ticks.
+/// Sleeps until the published deadline (or until an earlier one is armed), then ticks
+/// the actor and waits for that tick to be handled.
 async fn drive(shared: Arc<Shared>, addr: Addr<SchedulerActor>) {
     loop {
         let rearmed = shared.rearmed.notified();
         tokio::pin!(rearmed);
         rearmed.as_mut().enable();
-        let next = shared.table().next_deadline();
-        match next {
+        let wake = shared.wake.load(Acquire);
+        match shared.clock.instant_of(wake) {
+            // Nothing armed, or a deadline no instant can hold (`Duration::MAX`): wait
+            // for an earlier one.
             None => {
                 rearmed.await;
                 continue;
             }
-            Some(tick) => {
+            Some(at) => {
                 tokio::select! {
-                    () = tokio::time::sleep_until(shared.instant_of(tick)) => {}
+                    () = tokio::time::sleep_until(at) => {}
                     () = &mut rearmed => continue,
                 }
             }
@@ -183,231 +420,5 @@ async fn drive(shared: Arc<Shared>, addr: Addr<SchedulerActor>) {
             return;
         }
         let _ = handled.await;
-    }
-}
-
-/// A timer armed through a [`Scheduler`]. Dropping it cancels the timer, unless it was
-/// [`detach`](TimerHandle::detach)ed.
-#[must_use = "dropping a TimerHandle cancels the timer; call detach() to keep it"]
-pub struct TimerHandle {
-    id: TimerId,
-    shared: Arc<Shared>,
-    cancel_on_drop: bool,
-}
-
-impl TimerHandle {
-    /// Cancels the timer: `Cancelled` (it will never fire) or `AlreadyFired` (a one-shot
-    /// that fired, or a timer already cancelled). Idempotent.
-    pub fn cancel(&self) -> CancelOutcome {
-        self.shared.table().cancel(self.id)
-    }
-
-    /// Keeps the timer armed after the handle is dropped; returns its id.
-    pub fn detach(mut self) -> TimerId {
-        self.cancel_on_drop = false;
-        self.id
-    }
-
-    /// The timer's id.
-    pub fn id(&self) -> TimerId {
-        self.id
-    }
-}
-
-impl Drop for TimerHandle {
-    fn drop(&mut self) {
-        if self.cancel_on_drop {
-            let _ = self.shared.table().cancel(self.id);
-        }
-    }
-}
-
-/// The scheduler: arm timers that deliver messages to actors.
-///
-/// ```
-/// # use std::time::Duration;
-/// # use vortex_runtime::{Actor, ActorError, Context, Runtime};
-/// use vortex_actors::scheduler::Scheduler;
-/// # struct Ping;
-/// # impl Actor for Ping {
-/// #     type Message = &'static str;
-/// #     async fn handle(&mut self, _: &'static str, _: &mut Context<Self>) -> Result<(), ActorError> { Ok(()) }
-/// # }
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let rt = Runtime::builder().build().unwrap();
-/// let ping = rt.spawn("ping", || Ping).await.unwrap();
-/// let scheduler = Scheduler::spawn(&rt, "scheduler").await.unwrap();
-/// let once = scheduler.send_after(Duration::from_millis(5), &ping, "once");
-/// let every = scheduler.send_interval(Duration::from_millis(10), &ping, "tick").unwrap();
-/// drop(every); // cancels it
-/// once.detach(); // keeps it
-/// # rt.shutdown().await;
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Scheduler {
-    shared: Arc<Shared>,
-    addr: Addr<SchedulerActor>,
-}
-
-impl Scheduler {
-    /// Spawns the scheduler actor named `name` with 1 ms ticks.
-    pub async fn spawn(rt: &Runtime, name: &str) -> Result<Scheduler, RuntimeError> {
-        Self::spawn_with_tick(rt, name, Duration::from_millis(1)).await
-    }
-
-    /// Spawns the scheduler actor with a tick of `tick` (the resolution; at least 1 µs).
-    pub async fn spawn_with_tick(
-        rt: &Runtime,
-        name: &str,
-        tick: Duration,
-    ) -> Result<Scheduler, RuntimeError> {
-        let shared = Arc::new(Shared {
-            table: Mutex::new(Timers::new()),
-            epoch: Instant::now(),
-            tick: tick.max(Duration::from_micros(1)),
-            rearmed: Notify::new(),
-            fired: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
-        let for_actor = Arc::clone(&shared);
-        let addr = rt
-            .spawn_actor(ActorSpec::new(name, move || SchedulerActor {
-                shared: Arc::clone(&for_actor),
-                driver: None,
-            }))
-            .await?;
-        Ok(Scheduler { shared, addr })
-    }
-
-    fn arm(&self, deadline: u64, delivery: Delivery) -> TimerHandle {
-        let id = self.shared.table().arm_at(deadline, delivery);
-        self.shared.rearmed.notify_one();
-        self.handle(id)
-    }
-
-    fn handle(&self, id: TimerId) -> TimerHandle {
-        TimerHandle {
-            id,
-            shared: Arc::clone(&self.shared),
-            cancel_on_drop: true,
-        }
-    }
-
-    /// Delivers `message` to `target` once, `delay` from now (never earlier).
-    pub fn send_after<A: Actor>(
-        &self,
-        delay: Duration,
-        target: &Addr<A>,
-        message: A::Message,
-    ) -> TimerHandle {
-        self.send_at(Instant::now() + delay, target, message)
-    }
-
-    /// Delivers `message` to `target` once, at `instant` (never earlier).
-    pub fn send_at<A: Actor>(
-        &self,
-        instant: Instant,
-        target: &Addr<A>,
-        message: A::Message,
-    ) -> TimerHandle {
-        let (target, mut message) = (target.clone(), Some(message));
-        let deadline = self.shared.tick_at(instant);
-        self.arm(
-            deadline,
-            Box::new(move || match message.take() {
-                Some(message) => deliver(&target, message),
-                None => Delivered::Sent,
-            }),
-        )
-    }
-
-    /// Delivers a clone of `message` to `target` every `period`, first one `period` from
-    /// now; deadline n is exactly start + n·period (no drift).
-    pub fn send_interval<A: Actor>(
-        &self,
-        period: Duration,
-        target: &Addr<A>,
-        message: A::Message,
-    ) -> Result<TimerHandle, Error>
-    where
-        A::Message: Clone,
-    {
-        let target = target.clone();
-        let period_ticks = self.shared.ticks(period);
-        let first = self.shared.now_tick() + period_ticks;
-        let id = self.shared.table().arm_interval(
-            first,
-            period_ticks,
-            Box::new(move || deliver(&target, message.clone())),
-        )?;
-        self.shared.rearmed.notify_one();
-        Ok(self.handle(id))
-    }
-
-    /// Sends `command` to the actor named `name` after `delay` (through `observer`, see
-    /// `Runtime::observer`). An unknown name at fire time counts as a dropped target.
-    pub fn control_after(
-        &self,
-        delay: Duration,
-        observer: &RuntimeObserver,
-        name: &str,
-        command: Control,
-    ) -> TimerHandle {
-        let (observer, name, shared) =
-            (observer.clone(), name.to_owned(), Arc::clone(&self.shared));
-        let mut command = Some(command);
-        let deadline = self.shared.tick_at(Instant::now() + delay);
-        self.arm(
-            deadline,
-            Box::new(move || {
-                if let Some(command) = command.take() {
-                    let (observer, name, shared) =
-                        (observer.clone(), name.clone(), Arc::clone(&shared));
-                    tokio::spawn(async move {
-                        if observer.control(&name, command).await.is_err() {
-                            shared.dropped.fetch_add(1, Relaxed);
-                        }
-                    });
-                }
-                Delivered::Sent
-            }),
-        )
-    }
-
-    /// Timers armed now.
-    pub fn armed(&self) -> usize {
-        self.shared.table().len()
-    }
-
-    /// Expiries delivered so far.
-    pub fn fired(&self) -> u64 {
-        self.shared.fired.load(Relaxed)
-    }
-
-    /// Timers dropped because their target was gone.
-    pub fn dropped_targets(&self) -> u64 {
-        self.shared.dropped.load(Relaxed)
-    }
-
-    /// The scheduler actor's address.
-    pub fn addr(&self) -> &Addr<SchedulerActor> {
-        &self.addr
-    }
-}
-
-/// Delivers without blocking the scheduler: `try_tell`, and when the mailbox is full a
-/// task that waits (back-pressure for that target only; the message is never dropped).
-fn deliver<A: Actor>(target: &Addr<A>, message: A::Message) -> Delivered {
-    match target.try_tell(message) {
-        Ok(()) => Delivered::Sent,
-        Err(TrySendError::Full(message)) => {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let _ = target.tell(message).await;
-            });
-            Delivered::Sent
-        }
-        Err(TrySendError::Closed(_)) => Delivered::TargetGone,
     }
 }

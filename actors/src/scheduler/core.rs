@@ -4,6 +4,7 @@ use std::{cmp::Reverse, collections::BinaryHeap, fmt, mem};
 
 use crate::scheduler::{
     error::Error,
+    missed::MissedTicks,
     wheel::{Entry, Wheel, HORIZON},
 };
 
@@ -24,6 +25,23 @@ const COMPACT_AT_LEAST: usize = 1024;
 pub struct TimerId {
     index: u32,
     generation: u32,
+}
+
+impl TimerId {
+    /// The id as one `u64` (`index << 32 | generation`). The index is never `u32::MAX`,
+    /// so the three values above `(u32::MAX - 1) << 32 | u32::MAX` are never an id; the
+    /// scheduler actor uses them as timer states.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+
+    /// The id that [`to_bits`](Self::to_bits) gave `bits`.
+    pub fn from_bits(bits: u64) -> Self {
+        Self {
+            index: (bits >> 32) as u32,
+            generation: bits as u32,
+        }
+    }
 }
 
 /// What [`Timers::cancel`] did.
@@ -54,12 +72,13 @@ pub enum Fired<'a, T> {
         /// Its payload, handed over.
         payload: T,
     },
-    /// One period of an interval timer fired; it is already re-armed for
-    /// `deadline + period`.
+    /// One period of an interval timer fired; it is re-armed for the deadline its
+    /// [`MissedTicks`] policy gives (`deadline + period` when on time).
     Interval {
         /// The id it was armed under, still armed.
         id: TimerId,
-        /// The tick this period was due at: `first_deadline + n * period`.
+        /// The tick this period was due at (`first_deadline + n * period` unless a
+        /// [`MissedTicks::Delay`] interval moved its grid).
         deadline: u64,
         /// Its payload, lent for this period.
         payload: &'a mut T,
@@ -158,6 +177,7 @@ struct Interval<T> {
     sequence: u64,
     deadline: u64,
     period: u64,
+    missed: MissedTicks,
     payload: T,
 }
 
@@ -184,12 +204,15 @@ fn is_live<T>(slots: &[Slot<T>], index: u32, generation: u32) -> bool {
 ///   ahead wait in an overflow map and enter the wheel when they come within reach;
 ///   they fire at their tick like any other.
 /// - **A late driver catches up in order.** One `advance_to` over many ticks fires
-///   everything due in them, tick by tick, including every missed period of an interval.
+///   everything due in them, tick by tick, including every missed period of an interval
+///   (its [`MissedTicks`] policy: `Burst`, the default, fires each one; `Skip` and
+///   `Delay` fire once).
 /// - **Order.** Within one `advance_to`, timers fire in `(deadline, arm sequence)` order:
 ///   earlier deadlines first, and for equal deadlines the timer armed first (an interval
 ///   keeps its place from its original arm).
 /// - **Intervals do not drift.** Period `n` of an interval is due at
-///   `first_deadline + n * period`, however late the driver is.
+///   `first_deadline + n * period`, however late the driver is (`Delay` intervals move
+///   their grid to the late firing instead, by definition).
 /// - **Cancel is final.** After [`CancelOutcome::Cancelled`] the timer never fires.
 ///   Cancel is O(1): the slot's generation is bumped and the wheel entry is dropped when
 ///   reached (or swept once cancelled entries outnumber live timers).
@@ -332,6 +355,16 @@ impl<T> Timers<T> {
         is_live(&self.slots, id.index, id.generation)
     }
 
+    /// The payload of the armed timer `id`, if it is armed.
+    pub fn get(&self, id: TimerId) -> Option<&T> {
+        match &self.slots.get(id.index as usize)?.state {
+            _ if !self.is_armed(id) => None,
+            State::Once { payload, .. } => Some(payload),
+            State::Interval(interval) => Some(&interval.payload),
+            State::Vacant { .. } => None,
+        }
+    }
+
     /// Arms a one-shot timer for the absolute tick `deadline`. A deadline at or before
     /// [`now`](Self::now) fires on the next advance.
     ///
@@ -354,7 +387,7 @@ impl<T> Timers<T> {
 
     /// Arms an interval timer: due at `first_deadline`, then every `period` ticks after
     /// it, until cancelled. A past `first_deadline` fires all its missed periods on the
-    /// next advance, in order.
+    /// next advance, in order ([`MissedTicks::Burst`]).
     ///
     /// # Errors
     ///
@@ -369,6 +402,26 @@ impl<T> Timers<T> {
         period: u64,
         payload: T,
     ) -> Result<TimerId, Error> {
+        self.arm_interval_with(first_deadline, period, MissedTicks::Burst, payload)
+    }
+
+    /// [`arm_interval`](Self::arm_interval) with the policy `missed` for periods a late
+    /// advance finds already past (see [`MissedTicks`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroPeriod`] when `period` is 0; nothing is armed.
+    ///
+    /// # Panics
+    ///
+    /// If the table would hold more than `u32::MAX - 1` timers at once.
+    pub fn arm_interval_with(
+        &mut self,
+        first_deadline: u64,
+        period: u64,
+        missed: MissedTicks,
+        payload: T,
+    ) -> Result<TimerId, Error> {
         if period == 0 {
             return Err(Error::ZeroPeriod);
         }
@@ -377,6 +430,7 @@ impl<T> Timers<T> {
             sequence,
             deadline: first_deadline,
             period,
+            missed,
             payload,
         };
         Ok(self.arm(
@@ -388,15 +442,28 @@ impl<T> Timers<T> {
 
     /// Cancels the timer `id`. O(1); see [`CancelOutcome`] for the two answers.
     pub fn cancel(&mut self, id: TimerId) -> CancelOutcome {
-        if !self.is_armed(id) {
-            return CancelOutcome::AlreadyFired;
+        match self.remove(id) {
+            Some(_) => CancelOutcome::Cancelled,
+            None => CancelOutcome::AlreadyFired,
         }
-        drop(self.free_slot(id.index));
+    }
+
+    /// Cancels the timer `id` and hands its payload back (so the caller decides where it
+    /// is dropped); `None` when [`cancel`](Self::cancel) would say `AlreadyFired`.
+    pub fn remove(&mut self, id: TimerId) -> Option<T> {
+        if !self.is_armed(id) {
+            return None;
+        }
+        let payload = match self.free_slot(id.index) {
+            State::Once { payload, .. } => payload,
+            State::Interval(interval) => interval.payload,
+            State::Vacant { .. } => unreachable!("an armed id names an occupied slot"),
+        };
         self.tombstones += 1;
         if self.tombstones >= COMPACT_AT_LEAST && self.tombstones > self.live {
             self.sweep_tombstones();
         }
-        CancelOutcome::Cancelled
+        Some(payload)
     }
 
     /// Lists the live interval timers, for example to re-arm them elsewhere.
@@ -474,11 +541,11 @@ impl<T> Timers<T> {
         let target = now.min(Self::MAX_TICK);
         let mut fired = 0;
         while let Some(Reverse(ready)) = self.due.pop() {
-            fired += usize::from(self.fire(ready, &mut on_fire));
+            fired += usize::from(self.fire(ready, target, &mut on_fire));
         }
         while self.wheel.next_tick() <= target {
             self.bring_overflow_within_reach();
-            fired += self.fire_next_tick(&mut on_fire);
+            fired += self.fire_next_tick(target, &mut on_fire);
             let mut limit = target + 1;
             if let Some(Reverse(entry)) = self.overflow.peek() {
                 // Stop where the earliest overflow entry comes within the horizon.
@@ -592,7 +659,7 @@ impl<T> Timers<T> {
     }
 
     /// Takes the wheel's next tick and fires its timers in arm order.
-    fn fire_next_tick(&mut self, on_fire: &mut impl FnMut(Fired<'_, T>)) -> usize {
+    fn fire_next_tick(&mut self, now: u64, on_fire: &mut impl FnMut(Fired<'_, T>)) -> usize {
         let mut taken = mem::take(&mut self.taken);
         let mut batch = mem::take(&mut self.batch);
         self.wheel.take_due(&mut taken);
@@ -613,15 +680,16 @@ impl<T> Timers<T> {
         batch.sort_unstable();
         let mut fired = 0;
         for ready in batch.drain(..) {
-            fired += usize::from(self.fire(ready, on_fire));
+            fired += usize::from(self.fire(ready, now, on_fire));
         }
         self.taken = taken;
         self.batch = batch;
         fired
     }
 
-    /// Fires one timer if it is still armed; re-arms an interval. Returns whether it fired.
-    fn fire(&mut self, ready: Ready, on_fire: &mut impl FnMut(Fired<'_, T>)) -> bool {
+    /// Fires one timer if it is still armed; re-arms an interval by its policy, `now`
+    /// being the tick advanced to. Returns whether it fired.
+    fn fire(&mut self, ready: Ready, now: u64, on_fire: &mut impl FnMut(Fired<'_, T>)) -> bool {
         if !is_live(&self.slots, ready.index, ready.generation) {
             self.tombstones -= 1;
             return false;
@@ -638,8 +706,9 @@ impl<T> Timers<T> {
                     deadline,
                     payload: &mut interval.payload,
                 });
-                let next = deadline
-                    .checked_add(interval.period)
+                let next = interval
+                    .missed
+                    .next_deadline(deadline, interval.period, now)
                     .filter(|&next| next <= Self::MAX_TICK);
                 if let Some(next) = next {
                     interval.deadline = next;

@@ -18,7 +18,7 @@
 //! | [`POOL_SIZE`] | the runtime, through [`PoolMetrics`] |
 //! | [`BATCH_LATENCY_SECONDS`], [`PREPROCESS_LATENCY_SECONDS`] | `BatchFinished` events |
 //! | [`JOURNAL_FSYNC_LATENCY_SECONDS`] | `JournalFsynced` events |
-//! | [`TIMER_LAG_SECONDS`] | `TimerLagged` events |
+//! | [`TIMER_LAG_SECONDS`] | the scheduler, through [`MetricsSink::timer_lag`]; and `TimerLagged` events |
 //! | [`CONTROL_COMMANDS_APPLIED`] | `ControlApplied` events |
 //! | [`DEVICE_UTILISATION_RATIO`], [`DEVICE_MEMORY_USED_BYTES`], [`DEVICE_MEMORY_TOTAL_BYTES`], [`DEVICE_TEMPERATURE_CELSIUS`] | `DeviceSampled` events |
 //! | [`LAUNCHER_DATA_STALL_RATIO`] | `LauncherSampled` events |
@@ -254,6 +254,13 @@ impl MetricsSink {
             restarts: f.restarts.get_or_create_owned(&labels),
             dead_letters: f.dead_letters.get_or_create_owned(&labels),
         }
+    }
+
+    /// The histogram behind [`TIMER_LAG_SECONDS`], shared (a clone records into the same
+    /// counts): hand it to the scheduler with `SchedulerConfig::lag_histogram`, and every
+    /// fired timer's lateness is exported.
+    pub fn timer_lag(&self) -> LatencyHistogram {
+        self.families.timer_lag.clone()
     }
 
     /// The handle for one pool. Call once when the pool is created.

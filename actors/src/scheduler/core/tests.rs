@@ -333,3 +333,60 @@ fn an_entry_is_16_bytes_and_a_slot_with_a_u64_payload_32() {
     assert_eq!(size_of::<Entry>(), 16);
     assert_eq!(size_of::<Slot<u64>>(), 32);
 }
+
+#[test]
+fn a_late_advance_follows_each_intervals_missed_tick_policy() {
+    let mut timers = Timers::new();
+    timers.arm_interval(10, 10, "burst").unwrap();
+    timers
+        .arm_interval_with(10, 10, MissedTicks::Skip, "skip")
+        .unwrap();
+    timers
+        .arm_interval_with(10, 10, MissedTicks::Delay, "delay")
+        .unwrap();
+    // The driver wakes at 35 instead of 10: three periods of each are due.
+    assert_eq!(
+        advance(&mut timers, 35),
+        [
+            (10, "burst"),
+            (10, "skip"),
+            (10, "delay"),
+            (20, "burst"),
+            (30, "burst")
+        ]
+    );
+    let next: Vec<(&str, u64)> = timers
+        .intervals()
+        .map(|interval| (*interval.payload, interval.next_deadline))
+        .collect();
+    assert_eq!(next, [("burst", 40), ("skip", 40), ("delay", 45)]);
+    assert_eq!(
+        advance(&mut timers, 45),
+        [(40, "burst"), (40, "skip"), (45, "delay")]
+    );
+}
+
+#[test]
+fn remove_hands_the_payload_back_once() {
+    let mut timers = Timers::new();
+    let once = timers.arm_at(5, "once");
+    let every = timers.arm_interval(5, 5, "every").unwrap();
+    assert_eq!(timers.remove(once), Some("once"));
+    assert_eq!(timers.remove(once), None);
+    assert_eq!(timers.remove(every), Some("every"));
+    assert_eq!(advance(&mut timers, 100), []);
+    assert!(timers.is_empty());
+}
+
+#[test]
+fn ids_round_trip_through_bits_below_the_reserved_values() {
+    let mut timers = Timers::new();
+    let id = timers.arm_at(1, ());
+    assert_eq!(TimerId::from_bits(id.to_bits()), id);
+    let largest = TimerId {
+        index: NO_SLOT - 1,
+        generation: u32::MAX,
+    };
+    assert_eq!(TimerId::from_bits(largest.to_bits()), largest);
+    assert!(largest.to_bits() < u64::MAX - 2, "three values stay free");
+}

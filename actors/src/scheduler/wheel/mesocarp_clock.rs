@@ -366,6 +366,57 @@ mod tests {
         assert!(matches!(clock.tick(), Err(MesoError::NoItems)));
     }
 
+    /// The fast-forward in `MesocarpWheel::advance` writes `Clock::time` and
+    /// `Clock::current_idxs` itself, assuming 4 levels of 64 slots whose cursors are the
+    /// base-64 digits of the time. That is mesocarp 0.12.2's layout (pinned exactly in
+    /// the workspace `Cargo.toml`); this test is the alarm if it ever changes.
+    #[test]
+    fn mesocarp_layout_assumption_cursors_are_the_base_64_digits_of_the_time() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("the workspace Cargo.lock");
+        assert!(
+            lock.contains("name = \"mesocarp\"\nversion = \"0.12.2\""),
+            "mesocarp is no longer 0.12.2: MesocarpWheel::advance writes the clock's cursor \
+             fields by hand and must be re-checked against the new layout before upgrading"
+        );
+        let mut clock = fresh_clock();
+        assert_eq!(
+            clock.wheels.len(),
+            HEIGHT,
+            "mesocarp Clock layout changed: levels"
+        );
+        assert!(
+            clock.wheels.iter().all(|level| level.len() == SLOTS),
+            "mesocarp Clock layout changed: slots per level"
+        );
+        let mut heap = BinaryHeap::new();
+        // Past the first level-2 rotation, and a few level-3 boundaries in digits.
+        let steps = 2 * 64 * 64 * 64 + 64 * 64 + 7;
+        for _ in 0..steps {
+            let _ = clock.tick();
+            clock.increment(&mut heap);
+            let time = clock.time;
+            let mut period = 1_u64;
+            for (level, cursor) in clock.current_idxs.iter().enumerate() {
+                assert_eq!(
+                    *cursor as u64,
+                    (time / period) % SLOTS as u64,
+                    "mesocarp Clock layout changed: the cursor of level {level} at time {time} \
+                     is not digit {level} of the time in base 64, so MesocarpWheel::advance \
+                     would corrupt the clock"
+                );
+                period *= SLOTS as u64;
+            }
+        }
+        // And an entry lands where the level arithmetic says: delta 64 is level 1.
+        clock.insert(relative(clock.time + 64, 0)).unwrap();
+        assert!(
+            clock.wheels[0].iter().all(Vec::is_empty)
+                && clock.wheels[1].iter().any(|s| !s.is_empty()),
+            "mesocarp Clock layout changed: level boundaries"
+        );
+    }
+
     #[test]
     fn fast_forward_leaves_the_clock_as_plain_stepping_would() {
         for seed in 0..8 {
