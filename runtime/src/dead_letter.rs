@@ -1,13 +1,14 @@
 //! The dead-letter sink: every message that was taken but not handled, or queued but never
 //! delivered, ends up here — counted exactly, and kept (the most recent ones) for reading.
 
+use crate::sync::lock;
 use std::{
     any::Any,
     collections::VecDeque,
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
     },
 };
 
@@ -93,10 +94,7 @@ impl DeadLetters {
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, Retained> {
-        self.inner
-            .records
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.records)
     }
 
     /// Records a message that will not be handled, counted like the runtime's own dead

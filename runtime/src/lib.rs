@@ -75,6 +75,7 @@ pub mod runtime;
 mod shared;
 pub mod spec;
 pub mod supervisor;
+mod sync;
 
 pub use actor::{Actor, ActorError, Context};
 pub use addr::{Addr, Reply};

@@ -2,10 +2,11 @@
 //! process-global and typed: two runtimes in one process never see each other's names,
 //! and `Runtime::control` needs no type.
 
+use crate::sync::lock;
 use std::{
     any::Any,
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use futures::future::BoxFuture;
@@ -193,7 +194,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     fn entries(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<dyn Target>>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.entries)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Target>> {

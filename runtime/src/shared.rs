@@ -1,10 +1,11 @@
 //! The state an address owns and every incarnation of its cell shares: mailbox, counters,
 //! flags, the factory that builds a fresh actor, and the latest checkpoint.
 
+use crate::sync::lock;
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -209,18 +210,14 @@ impl<A: Actor> Shared<A> {
                 });
             }
         }
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(checkpoint.clone());
+        *lock(&self.latest) = Some(checkpoint.clone());
         Ok(checkpoint)
     }
 
     /// The latest checkpoint, if any: the one taken in this runtime, else the sink's
     /// (after a process restart). Also moves the epoch counter past it.
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, String> {
-        let in_memory = self
-            .latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let in_memory = lock(&self.latest).clone();
         let latest = match (in_memory, &self.checkpoints) {
             (Some(checkpoint), _) => Some(checkpoint),
             (None, None) => None,

@@ -1,9 +1,10 @@
 //! What a supervisor holds for each child: a type-erased handle to start, halt and watch
 //! one incarnation at a time.
 
+use crate::sync::lock;
 use std::sync::{
     atomic::{AtomicBool, Ordering::SeqCst},
-    Arc, Mutex, PoisonError,
+    Arc, Mutex,
 };
 
 use futures::future::BoxFuture;
@@ -93,9 +94,7 @@ impl<A: Actor> ActorChild<A> {
     }
 
     fn current_cell(&self) -> Option<ActorRef<Cell<A>>> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.current)
             .as_ref()
             .filter(|(cell, _)| cell.is_alive())
             .map(|(cell, _)| cell.clone())
@@ -158,16 +157,12 @@ impl<A: Actor> Child for ActorChild<A> {
         // The cell's batch loop looks at the mailbox before it parks: messages queued
         // while no cell ran are handled without a wake-up.
         let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((cell, halt));
+        *lock(&self.current) = Some((cell, halt));
         wait
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let current = lock(&self.current).take();
         let (shared, worker) = (Arc::clone(&self.shared), self.worker);
         Box::pin(async move {
             if let Some((cell, halt)) = current {

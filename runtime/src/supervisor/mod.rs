@@ -13,9 +13,10 @@ mod cell;
 pub(crate) mod child;
 pub(crate) mod policy;
 
+use crate::sync::lock;
 use std::sync::{
     atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst},
-    Arc, Mutex, PoisonError,
+    Arc, Mutex,
 };
 
 use futures::future::BoxFuture;
@@ -69,7 +70,7 @@ impl SupervisorStatus {
 impl SupervisorPlan {
     /// The children list, locked (nothing panics while holding it; recover if it did).
     fn children(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<dyn Child>, Restart)>> {
-        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.children)
     }
 }
 
@@ -120,11 +121,7 @@ impl SupervisorChild {
 
     /// The running supervisor cell, if any.
     pub(crate) fn cell(&self) -> Option<ActorRef<SupervisorCell>> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .filter(ActorRef::is_alive)
+        lock(&self.current).clone().filter(ActorRef::is_alive)
     }
 
     /// Spawns it as a root (no parent to report to). Must run inside a tokio runtime.
@@ -146,7 +143,7 @@ impl SupervisorChild {
             },
             kameo::mailbox::unbounded(),
         );
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(cell.clone());
+        *lock(&self.current) = Some(cell.clone());
         cell
     }
 }
@@ -163,11 +160,7 @@ impl Child for SupervisorChild {
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let current = lock(&self.current).take();
         Box::pin(async move {
             if let Some(cell) = current {
                 let _ = cell.ask(HaltAll).await;
