@@ -135,18 +135,21 @@ async fn retention_runs_on_its_own_schedule() {
     .await
     .unwrap();
     fill(&journal, 40).await;
+    let segment_files = || {
+        fs.paths()
+            .into_iter()
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "jrnl")
+            })
+            .count()
+    };
+    // The status and the directory are updated one after the other: wait for both.
     support::wait_until("scheduled retention trimmed the journal", DEADLINE, || {
-        handle.status().segments == 1
+        handle.status().segments == 1 && segment_files() == 1
     })
     .await;
-    let segment_files = fs
-        .paths()
-        .into_iter()
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "jrnl")
-        })
-        .count();
+    let segment_files = segment_files();
     assert_eq!(segment_files, 1, "{:?}", fs.paths());
     assert!(handle.status().first_seq > 1);
     rt.shutdown().await;
