@@ -638,7 +638,10 @@ fn idle_memory(tokio: &tokio::runtime::Runtime) {
                 if let Some(capacity) = capacity {
                     spec = spec.capacity(capacity);
                 }
-                addrs.push(vortex.spawn_actor(spec).await.expect("spawn idle"));
+                let addr = vortex.spawn_actor(spec).await.expect("spawn idle");
+                // "Has handled one message and is idle" (the definition).
+                addr.tell(1).await.expect("tell idle");
+                addrs.push(addr);
             }
             addrs
         });
@@ -667,6 +670,7 @@ fn idle_memory(tokio: &tokio::runtime::Runtime) {
         for _ in 0..IDLE {
             let actor = KameoIdle::spawn(KameoIdle);
             actor.wait_for_startup().await;
+            actor.tell(1u64).await.expect("tell kameo idle");
             actors.push(actor);
         }
         actors
@@ -695,6 +699,7 @@ fn idle_memory(tokio: &tokio::runtime::Runtime) {
                     std::hint::black_box(message);
                 }
             });
+            sender.try_send(1).expect("send tokio idle");
             (sender, task)
         })
         .collect();

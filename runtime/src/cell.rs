@@ -94,6 +94,51 @@ pub(crate) struct CellArgs<A: Actor> {
     pub(crate) halt: Arc<AtomicBool>,
     pub(crate) report: ExitReport,
     pub(crate) started: StartReport,
+    /// An actor its spawner already built and started (see [`start_in_caller`]): the
+    /// cell skips its own start-up and `started` is not called.
+    pub(crate) built: Option<(A, Context<A>)>,
+}
+
+/// Builds and starts an incarnation in the calling task — factory, `restore`, `on_start`,
+/// within the start timeout — and marks it live, so the caller learns the outcome without a
+/// round trip through a cell that has not run yet. Used for an actor's first start by
+/// `Runtime::spawn`; restarts start inside the cell (a supervisor never waits for them).
+pub(crate) async fn start_in_caller<A: Actor>(
+    shared: &Arc<Shared<A>>,
+    worker: usize,
+) -> Result<(A, Context<A>), CellFailure> {
+    let mut ctx = Context::new(
+        Addr {
+            shared: Arc::clone(shared),
+        },
+        worker,
+    );
+    let actor = build_within_timeout(shared, &mut ctx).await?;
+    go_live(shared);
+    Ok((actor, ctx))
+}
+
+async fn build_within_timeout<A: Actor>(
+    shared: &Arc<Shared<A>>,
+    ctx: &mut Context<A>,
+) -> Result<A, CellFailure> {
+    (shared.deadlines)
+        .timeout(shared.config.start_timeout, build_actor(shared, ctx))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CellFailure(format!(
+                "on_start did not finish within the start timeout ({:?})",
+                shared.config.start_timeout
+            )))
+        })
+}
+
+/// A started incarnation counts as a live worker and shows its state.
+fn go_live<A: Actor>(shared: &Shared<A>) {
+    shared.workers.fetch_add(1, SeqCst);
+    if !shared.is_stopping() {
+        shared.set_live_state();
+    }
 }
 
 pub(crate) struct Cell<A: Actor> {
@@ -152,33 +197,27 @@ impl<A: Actor> kameo::Actor for Cell<A> {
 
     async fn on_start(args: CellArgs<A>, _: ActorRef<Self>) -> Result<Self, CellFailure> {
         let shared = args.shared;
-        let mut ctx = Context::new(
-            Addr {
-                shared: Arc::clone(&shared),
-            },
-            args.worker,
-        );
-        let built =
-            tokio::time::timeout(shared.config.start_timeout, build_actor(&shared, &mut ctx))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(CellFailure(format!(
-                        "on_start did not finish within the start timeout ({:?})",
-                        shared.config.start_timeout
-                    )))
-                });
-        let actor = match built {
-            Ok(actor) => actor,
-            Err(failure) => {
-                (args.started)(Err(failure.0.clone()));
-                return Err(failure);
+        let (actor, ctx) = match args.built {
+            Some(built) => built,
+            None => {
+                let mut ctx = Context::new(
+                    Addr {
+                        shared: Arc::clone(&shared),
+                    },
+                    args.worker,
+                );
+                let actor = match build_within_timeout(&shared, &mut ctx).await {
+                    Ok(actor) => actor,
+                    Err(failure) => {
+                        (args.started)(Err(failure.0.clone()));
+                        return Err(failure);
+                    }
+                };
+                (args.started)(Ok(()));
+                go_live(&shared);
+                (actor, ctx)
             }
         };
-        (args.started)(Ok(()));
-        shared.workers.fetch_add(1, SeqCst);
-        if !shared.is_stopping() {
-            shared.set_live_state();
-        }
         Ok(Cell {
             actor,
             ctx,
@@ -343,6 +382,7 @@ impl<A: Actor> Cell<A> {
             ..
         } = self;
         let dispatch = &shared.mailbox.dispatch;
+        shared.mailbox.parking(reader);
         poll_fn(|cx| {
             if stash.is_some() || halt.load(SeqCst) {
                 return Poll::Ready(());

@@ -208,7 +208,37 @@ impl Deadlines {
     }
 }
 
+/// A [`Deadlines::timeout`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
 impl Deadlines {
+    /// Runs `future` unless `timeout` passes first, timed by the wheel: no tokio timer
+    /// entry (a lock on the timer driver to add it and another to remove it), and nothing
+    /// armed at all when the future is ready on its first poll. Enforced to within
+    /// [`RESOLUTION`], never early.
+    pub(crate) async fn timeout<F: Future>(
+        &self,
+        timeout: Duration,
+        future: F,
+    ) -> Result<F::Output, TimedOut> {
+        let deadline = Instant::now() + timeout;
+        let mut future = std::pin::pin!(future);
+        let mut armed: Option<Armed> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            let armed = armed.get_or_insert_with(|| self.arm(deadline));
+            if armed.poll_expired(cx) {
+                Poll::Ready(Err(TimedOut))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Wakes every waiting ask once, without expiring it, so that each looks again at the
     /// actor it waits for (which may have stopped for good). Runs on the driver.
     pub(crate) fn wake_all(&self) {

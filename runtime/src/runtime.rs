@@ -556,7 +556,8 @@ impl RuntimeObserver {
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
         let timeout = self.inner.env.config.ask_timeout;
-        match tokio::time::timeout(timeout, target.control(command)).await {
+        let deadlines = &self.inner.env.services.deadlines;
+        match deadlines.timeout(timeout, target.control(command)).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
         }

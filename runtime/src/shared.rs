@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use crossbeam_utils::CachePadded;
 use vortex_messages::{
     ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, StatusReport,
 };
@@ -38,7 +37,7 @@ pub(crate) struct ActorConfig {
 /// Counters, written once per batch by the draining cell.
 #[derive(Default)]
 pub(crate) struct Stats {
-    handled: CachePadded<AtomicU64>,
+    handled: AtomicU64,
     handler_nanos: AtomicU64,
     dead_letters: AtomicU64,
     restarts: AtomicU64,
@@ -241,14 +240,18 @@ impl<A: Actor> Shared<A> {
     }
 
     /// It will never run again: closes the mailbox for good, moves every queued message to
-    /// the dead-letter sink as `Undelivered` (returns how many), and wakes every waiting
-    /// ask so that one whose request lies among them fails with `Stopped` at once, instead
-    /// of waiting for its deadline while the dead-letter sink holds its reply.
+    /// the dead-letter sink as `Undelivered` (returns how many), and, if there were any,
+    /// wakes every waiting ask so that one whose request lies among them fails with
+    /// `Stopped` at once, instead of waiting for its deadline while the dead-letter sink
+    /// holds its reply. (With nothing queued, no ask can be waiting for this actor: a
+    /// request handled earlier was answered or dropped, a later one meets a closed mailbox.)
     pub(crate) fn retire(&self) -> usize {
         self.mailbox.close();
         let count = self.collect_undelivered();
         self.retired.store(true, SeqCst);
-        self.deadlines.wake_all();
+        if count > 0 {
+            self.deadlines.wake_all();
+        }
         count
     }
 

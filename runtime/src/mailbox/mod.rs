@@ -8,7 +8,9 @@
 //! handler may `tell` its own actor even at capacity 1, and `len` is the depth `Status`
 //! reports.
 //!
-//! The ring itself is mesocarp's queue (feature `mesocarp`) or a crossbeam `ArrayQueue`
+//! The messages live in a chain of fixed-size rings that grows and shrinks with what is
+//! queued (see [`segments`]): an idle actor holds a 16-slot ring, not its full capacity.
+//! Each ring is mesocarp's queue (feature `mesocarp`) or a crossbeam `ArrayQueue`
 //! (without it); both live in one small file each and share this wrapper.
 
 pub(crate) mod dispatch;
@@ -18,22 +20,22 @@ mod ring;
 #[cfg(feature = "mesocarp")]
 #[path = "ring_mesocarp.rs"]
 mod ring;
+pub(crate) mod segments;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 
-use crossbeam_utils::CachePadded;
 use tokio::sync::Notify;
 
 use crate::error::{SendError, TrySendError};
 pub(crate) use dispatch::Dispatch;
-pub(crate) use ring::Reader;
+pub(crate) use segments::Reader;
 
 /// Shared state of one data mailbox (one actor, or one pool of workers).
 pub(crate) struct Mailbox<M> {
-    ring: ring::Ring<M>,
+    ring: segments::Segments<M>,
     /// Reserved slots: messages queued plus pushes in flight. Never above `capacity` for
     /// long: a producer that overshoots gives its reservation back at once.
-    len: CachePadded<AtomicUsize>,
+    len: Isolated<AtomicUsize>,
     capacity: usize,
     /// Free slots that wake producers parked in `send` (see [`Mailbox::release`]).
     slack: usize,
@@ -51,8 +53,8 @@ impl<M: Send> Mailbox<M> {
     pub(crate) fn new(capacity: usize, dispatch: Dispatch) -> Self {
         let capacity = capacity.max(1);
         Mailbox {
-            ring: ring::Ring::with_capacity(capacity),
-            len: CachePadded::new(AtomicUsize::new(0)),
+            ring: segments::Segments::new(capacity),
+            len: Isolated::new(AtomicUsize::new(0)),
             capacity,
             slack: (capacity / 4).clamp(1, 64),
             closed: AtomicBool::new(false),
@@ -121,23 +123,22 @@ impl<M: Send> Mailbox<M> {
     /// Takes the oldest message and gives its slot back at once (see the module docs).
     #[inline]
     pub(crate) fn pop(&self, reader: &mut Reader<M>) -> Option<M> {
-        let message = reader.pop()?;
-        self.release(1);
+        let message = reader.pop(&self.ring)?;
+        reader.saw_depth(self.release(1));
         Some(message)
     }
 
     /// Gives back `n` reservations after their messages were popped, and wakes producers
     /// waiting for space once `slack` slots are free (one slot at small capacities), so a
     /// full mailbox wakes its producers once per stretch of pops, not once per pop.
+    /// Returns the depth before the release.
     #[inline]
-    pub(crate) fn release(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let after = self.len.fetch_sub(n, SeqCst) - n;
-        if self.waiting.load(SeqCst) > 0 && after + self.slack <= self.capacity {
+    pub(crate) fn release(&self, n: usize) -> usize {
+        let before = self.len.fetch_sub(n, SeqCst);
+        if n > 0 && self.waiting.load(SeqCst) > 0 && before - n + self.slack <= self.capacity {
             self.space.notify_waiters();
         }
+        before
     }
 
     /// A reservation made after `close` was given back. A stopping consumer may have seen
@@ -154,6 +155,20 @@ impl<M: Send> Mailbox<M> {
         if self.waiting.load(SeqCst) > 0 {
             self.space.notify_waiters();
         }
+    }
+
+    /// A consumer is about to park: after a quiet stretch, the ring may shrink (see
+    /// [`segments`]). Call once per park, not once per poll.
+    pub(crate) fn parking(&self, reader: &mut Reader<M>) {
+        if self.is_empty() {
+            self.ring.parking(reader);
+        }
+    }
+
+    /// Message slots allocated now.
+    #[cfg(test)]
+    pub(crate) fn allocated_slots(&self) -> usize {
+        self.ring.allocated()
     }
 
     /// A consumer handle on the ring.
@@ -203,7 +218,39 @@ impl<M: Send> Mailbox<M> {
                 None => std::thread::yield_now(),
             }
         }
+        if self.is_closed() {
+            // Nothing can be queued here again: give the ring's memory back.
+            self.ring.release();
+        }
         taken
+    }
+}
+
+/// Keeps a hot counter off every cache line that other fields use, without raising the
+/// alignment of its owner (as `CachePadded` would: an over-aligned allocation takes
+/// glibc's slow `posix_memalign` path on every spawn).
+#[repr(C)]
+struct Isolated<T> {
+    _front: [u8; 64],
+    value: T,
+    _back: [u8; 64],
+}
+
+impl<T> Isolated<T> {
+    fn new(value: T) -> Self {
+        Isolated {
+            _front: [0; 64],
+            value,
+            _back: [0; 64],
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Isolated<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.value
     }
 }
 

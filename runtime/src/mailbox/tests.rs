@@ -194,6 +194,8 @@ fn consume(
             mailbox.dispatch.detach(index, !mailbox.is_empty());
             return;
         }
+        // Let the ring shrink as the cell does when it parks, so resizing races too.
+        mailbox.parking(&mut reader);
         mailbox.dispatch.park(index, &waker);
         if let Some(_message) = mailbox.pop(&mut reader) {
             mailbox.dispatch.busy(index);
@@ -273,4 +275,181 @@ fn no_wake_up_is_lost_under_contention_while_the_pool_is_resized() {
         total,
         "{left} messages were left queued while their consumers slept"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The segmented ring: allocates what it holds, keeps order, gives memory back.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_idle_mailbox_allocates_a_small_ring_and_grows_to_its_capacity_on_demand() {
+    let mailbox = single(1024);
+    assert_eq!(mailbox.allocated_slots(), segments::INITIAL_SLOTS);
+    for n in 0..1024 {
+        mailbox.try_send(n).unwrap();
+    }
+    assert!(matches!(
+        mailbox.try_send(1024),
+        Err(TrySendError::Full(1024))
+    ));
+    // 16 + 32 + … + 1024: every segment is still needed (none drained yet).
+    assert_eq!(mailbox.allocated_slots(), 2032);
+    let mut reader = mailbox.reader();
+    let drained: Vec<u32> = std::iter::from_fn(|| mailbox.pop(&mut reader)).collect();
+    assert_eq!(drained, (0..1024).collect::<Vec<_>>());
+    // Drained segments are behind the consumer now: only the 1024-slot tail is left.
+    assert_eq!(mailbox.allocated_slots(), 1024);
+}
+
+#[test]
+fn a_consumer_that_parks_after_a_quiet_stretch_shrinks_the_ring() {
+    let mailbox = single(1024);
+    let mut reader = mailbox.reader();
+    for n in 0..1020 {
+        mailbox.try_send(n).unwrap();
+    }
+    while mailbox.pop(&mut reader).is_some() {}
+    // A busy stretch (1020 queued at once; the tail has 1024 slots): no shrink.
+    mailbox.parking(&mut reader);
+    assert_eq!(mailbox.allocated_slots(), 1024);
+    // A quiet stretch: one message at a time.
+    for n in 0..10 {
+        mailbox.try_send(n).unwrap();
+        assert_eq!(mailbox.pop(&mut reader), Some(n));
+    }
+    mailbox.parking(&mut reader);
+    mailbox.try_send(7).unwrap();
+    assert_eq!(mailbox.pop(&mut reader), Some(7));
+    assert_eq!(mailbox.allocated_slots(), segments::INITIAL_SLOTS);
+    // And it still grows again, with every message kept in order.
+    for n in 0..1024 {
+        mailbox.try_send(n).unwrap();
+    }
+    let drained: Vec<u32> = std::iter::from_fn(|| mailbox.pop(&mut reader)).collect();
+    assert_eq!(drained, (0..1024).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_closed_mailbox_gives_its_ring_back() {
+    let mailbox = single(1024);
+    for n in 0..500 {
+        mailbox.try_send(n).unwrap();
+    }
+    mailbox.close();
+    let mut reader = mailbox.reader();
+    assert_eq!(mailbox.take_all(&mut reader).len(), 500);
+    drop(reader);
+    assert_eq!(mailbox.allocated_slots(), 1);
+    // One that never grew keeps its small first segment (nothing to give back).
+    let small = single(1024);
+    small.try_send(1).unwrap();
+    small.close();
+    let mut reader = small.reader();
+    assert_eq!(small.take_all(&mut reader), vec![1]);
+    assert_eq!(small.allocated_slots(), segments::INITIAL_SLOTS);
+    assert!(matches!(mailbox.try_send(1), Err(TrySendError::Closed(1))));
+}
+
+#[test]
+fn a_mailbox_smaller_than_the_first_segment_holds_exactly_its_capacity() {
+    for capacity in [
+        1,
+        3,
+        segments::INITIAL_SLOTS,
+        segments::INITIAL_SLOTS + 1,
+        100,
+    ] {
+        let mailbox = single(capacity);
+        for n in 0..capacity as u32 {
+            mailbox.try_send(n).unwrap();
+        }
+        assert!(
+            matches!(mailbox.try_send(9999), Err(TrySendError::Full(9999))),
+            "capacity {capacity}"
+        );
+        let mut reader = mailbox.reader();
+        let drained: Vec<u32> = std::iter::from_fn(|| mailbox.pop(&mut reader)).collect();
+        assert_eq!(drained, (0..capacity as u32).collect::<Vec<_>>());
+        assert_eq!(mailbox.rejected(), 0);
+    }
+}
+
+/// Producers racing growth and shrinking, consumers (a pool) popping concurrently: every
+/// message arrives exactly once, and each producer's messages arrive in the order sent.
+#[test]
+fn per_producer_order_and_exactly_once_survive_concurrent_growth_and_shrinking() {
+    const PRODUCERS: u64 = 3;
+    const PER_PRODUCER: u64 = 40_000;
+    for consumers in [1usize, 3] {
+        let mailbox = Arc::new(Mailbox::<u64>::new(512, Dispatch::pool(consumers)));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..consumers)
+            .map(|_| {
+                let (mailbox, done) = (Arc::clone(&mailbox), Arc::clone(&done));
+                thread::spawn(move || {
+                    let mut reader = mailbox.reader();
+                    let mut seen = Vec::new();
+                    let mut idle = 0u32;
+                    loop {
+                        match mailbox.pop(&mut reader) {
+                            Some(message) => {
+                                seen.push(message);
+                                idle = 0;
+                            }
+                            None if done.load(SeqCst) && mailbox.is_empty() => return seen,
+                            None => {
+                                idle += 1;
+                                if idle % 16 == 0 {
+                                    mailbox.parking(&mut reader);
+                                }
+                                thread::yield_now();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|producer| {
+                let mailbox = Arc::clone(&mailbox);
+                thread::spawn(move || {
+                    for n in 0..PER_PRODUCER {
+                        let mut message = producer << 32 | n;
+                        while let Err(TrySendError::Full(back)) = mailbox.try_send(message) {
+                            message = back;
+                            thread::yield_now();
+                        }
+                        if n % 5_000 == 0 {
+                            thread::yield_now(); // quiet stretches, so consumers shrink
+                        }
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        done.store(true, SeqCst);
+        let mut all = Vec::new();
+        for reader in readers {
+            let seen = reader.join().unwrap();
+            // Within one consumer, each producer's messages come in the order sent.
+            let mut last = [None::<u64>; PRODUCERS as usize];
+            for message in &seen {
+                let (producer, n) = ((message >> 32) as usize, message & 0xffff_ffff);
+                if let Some(previous) = last[producer] {
+                    assert!(n > previous, "producer {producer}: {n} after {previous}");
+                }
+                last[producer] = Some(n);
+            }
+            all.extend(seen);
+        }
+        all.sort_unstable();
+        let expected: Vec<u64> = (0..PRODUCERS)
+            .flat_map(|producer| (0..PER_PRODUCER).map(move |n| producer << 32 | n))
+            .collect();
+        assert_eq!(all.len(), expected.len(), "{consumers} consumers");
+        assert!(all == expected, "a message was lost or duplicated");
+        assert_eq!(mailbox.rejected(), 0);
+    }
 }

@@ -60,7 +60,8 @@ struct Slot {
     worker: Option<usize>,
     /// Added by `Runtime::spawn`, whose caller unregisters it if its first start fails.
     spawned: bool,
-    /// Whether any incarnation ever finished its start-up.
+    /// Whether its first start is behind it: an incarnation finished its start-up, or the
+    /// supervisor itself has started it since (so a failure goes to the restart policy).
     ever_started: bool,
 }
 
@@ -133,16 +134,20 @@ pub(crate) async fn start_adopted(
     let generation = 1;
     let report = exit_report(supervisor.clone(), id, generation);
     let to_supervisor = supervisor.clone();
+    // The supervisor adopted it as running: only a failed start is news to it (a started
+    // child reports how it ends through `report`), so a spawn costs it one message.
     let started: StartReport = Box::new(move |result: Result<(), String>| {
-        let _ = to_supervisor
-            .tell(ChildStarted {
-                id,
-                generation,
-                result,
-            })
-            .try_send();
+        if result.is_err() {
+            let _ = to_supervisor
+                .tell(ChildStarted {
+                    id,
+                    generation,
+                    result,
+                })
+                .try_send();
+        }
     });
-    child.start(report, started).await.map_err(Some)
+    child.start_in_caller(report, started).await.map_err(Some)
 }
 
 /// Resizes a pool.
@@ -264,6 +269,9 @@ impl SupervisorCell {
         let slot = &mut self.slots[index];
         slot.generation += 1;
         slot.state = SlotState::Starting;
+        // Whatever this start's outcome, the slot's first start (the spawner's, for an
+        // adopted child) is behind it: a failure now goes through the restart policy.
+        slot.ever_started = true;
         let generation = slot.generation;
         let report = exit_report(self.this.clone(), id, generation);
         let supervisor = self.this.clone();
@@ -614,7 +622,8 @@ impl Message<AdoptChild> for SupervisorCell {
         self.insert_slot(message.id, message.child, message.restart, true);
         let index = self.slots.len() - 1;
         self.slots[index].generation = 1;
-        self.slots[index].state = SlotState::Starting;
+        // Its spawner starts it and reports only a failure (see `start_adopted`).
+        self.slots[index].state = SlotState::Running;
     }
 }
 

@@ -13,7 +13,7 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 
 use crate::{
     actor::Actor,
-    cell::{Cell, CellArgs, ControlCommand, ExitReport, InjectFailure, StartReport},
+    cell::{self, Cell, CellArgs, ControlCommand, ExitReport, InjectFailure, StartReport},
     shared::Shared,
 };
 
@@ -43,6 +43,12 @@ pub(crate) trait Child: Send + Sync + 'static {
     /// went (once); `report` how it ended, if it started. The returned future resolves with
     /// the start-up result too (dropping it changes nothing).
     fn start(&self, report: ExitReport, started: StartReport) -> StartWait;
+    /// Like [`Child::start`], but a single actor is built and started in the calling task
+    /// (see `cell::start_in_caller`): the caller waits for its own work, not for a cell
+    /// to be scheduled. Used for a first start by `Runtime::spawn`.
+    fn start_in_caller(self: Arc<Self>, report: ExitReport, started: StartReport) -> StartWait {
+        self.start(report, started)
+    }
     /// Halts the running incarnation after its current message and waits until it ended,
     /// its `on_stop` included, within the stop timeout; past it, the incarnation is
     /// aborted. Queued messages stay in the mailbox.
@@ -91,6 +97,13 @@ impl<A: Actor> ActorChild<A> {
             on_forget: Some(on_forget),
             ..ActorChild::new(shared, 0)
         }
+    }
+
+    /// Spawns the kameo cell of a new incarnation. Its batch loop looks at the mailbox
+    /// before it parks: messages queued while no cell ran are handled without a wake-up.
+    fn spawn_cell(&self, args: CellArgs<A>, halt: Arc<AtomicBool>) {
+        let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
+        *lock(&self.current) = Some((cell, halt));
     }
 
     fn current_cell(&self) -> Option<ActorRef<Cell<A>>> {
@@ -153,12 +166,36 @@ impl<A: Actor> Child for ActorChild<A> {
             halt: Arc::clone(&halt),
             report,
             started,
+            built: None,
         };
-        // The cell's batch loop looks at the mailbox before it parks: messages queued
-        // while no cell ran are handled without a wake-up.
-        let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
-        *lock(&self.current) = Some((cell, halt));
+        self.spawn_cell(args, halt);
         wait
+    }
+
+    fn start_in_caller(self: Arc<Self>, report: ExitReport, started: StartReport) -> StartWait {
+        let this = self;
+        Box::pin(async move {
+            match cell::start_in_caller(&this.shared, this.worker).await {
+                Ok(built) => {
+                    started(Ok(()));
+                    let halt = Arc::new(AtomicBool::new(false));
+                    let args = CellArgs {
+                        shared: Arc::clone(&this.shared),
+                        worker: this.worker,
+                        halt: Arc::clone(&halt),
+                        report,
+                        started: Box::new(|_| {}),
+                        built: Some(built),
+                    };
+                    this.spawn_cell(args, halt);
+                    Ok(())
+                }
+                Err(failure) => {
+                    started(Err(failure.0.clone()));
+                    Err(failure.0)
+                }
+            }
+        })
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {

@@ -1,0 +1,235 @@
+//! A mailbox ring that allocates only what it holds: a chain of fixed-size segments, each
+//! one of the backend rings (mesocarp's or crossbeam's), grown and shrunk on demand.
+//!
+//! A mailbox starts with one small segment ([`INITIAL_SLOTS`], or its capacity if that is
+//! smaller). When a push finds the current segment (the *tail*) full, a successor of twice
+//! its size (at most the mailbox capacity) is linked behind it and becomes the tail; the
+//! full one is *sealed*. A consumer drains a sealed segment, then moves on to its
+//! successor, and the drained segment is freed once nobody refers to it. When a consumer
+//! parks after a stretch that used under a quarter of a large tail, it links a smaller
+//! successor the same way, so an actor that was busy once does not keep a large ring.
+//!
+//! The bound stays the mailbox's: [`super::Mailbox`] reserves a slot in its length counter
+//! before every push, so the chain never holds more than `capacity` messages, and a segment
+//! as large as the capacity can never be found full.
+//!
+//! Each segment counts its *claims* (slots reserved in it: queued messages plus pushes in
+//! flight), with a high bit that seals it. A producer claims before it pushes (which is
+//! what makes a push into a segment always fit: mesocarp drops a value pushed into a full
+//! ring), and backs off if the segment is full or sealed. Sealing happens after the
+//! successor is already the tail, so a producer that backs off from a sealed segment finds
+//! the new tail on its next look. A consumer leaves a segment only when it is sealed and
+//! its claim count is zero: nothing is queued in it and no push into it is in flight, and
+//! none can begin. Messages therefore leave in the order they entered, per producer.
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering::SeqCst},
+    Arc, Mutex, OnceLock,
+};
+
+use arc_swap::ArcSwap;
+
+use super::ring;
+pub(crate) use super::ring::Rejected;
+use crate::sync::lock;
+
+/// Slots of a mailbox's first segment (fewer if its capacity is smaller).
+pub(crate) const INITIAL_SLOTS: usize = 16;
+
+/// The claim word's seal bit; the bits below count claims.
+const SEALED: usize = 1 << (usize::BITS - 1);
+
+/// Spins a consumer makes on a sealed segment whose last claims are in flight before it
+/// reports "nothing now" (the producer in flight wakes it when its push lands).
+const SEALED_SPINS: usize = 64;
+
+/// One fixed-size ring of the chain.
+struct Segment<M> {
+    ring: ring::Ring<M>,
+    slots: usize,
+    /// `SEALED` | slots claimed (queued + pushes in flight).
+    claims: AtomicUsize,
+    /// The segment after this one, set before this one is sealed.
+    next: OnceLock<Arc<Segment<M>>>,
+}
+
+impl<M: Send> Segment<M> {
+    fn new(slots: usize) -> Arc<Self> {
+        Arc::new(Segment {
+            ring: ring::Ring::with_capacity(slots),
+            slots,
+            claims: AtomicUsize::new(0),
+            next: OnceLock::new(),
+        })
+    }
+}
+
+/// The chain of segments of one mailbox.
+pub(crate) struct Segments<M> {
+    /// Where producers push.
+    tail: ArcSwap<Segment<M>>,
+    /// The oldest segment a new consumer may still need (older ones are drained). A lock,
+    /// not an `ArcSwap`: it is touched only when a consumer starts or changes segment, and
+    /// an `ArcSwap` costs a walk over every thread's debt list when it is dropped.
+    head: Mutex<Arc<Segment<M>>>,
+    /// Serialises linking a successor (a cold path: once per growth or shrink).
+    link: Mutex<()>,
+    /// The largest segment: the mailbox capacity.
+    max_slots: usize,
+    initial_slots: usize,
+}
+
+impl<M: Send> Segments<M> {
+    /// A chain for a mailbox of `capacity` messages (at least 1).
+    pub(crate) fn new(capacity: usize) -> Self {
+        let max_slots = capacity.max(1);
+        let initial_slots = INITIAL_SLOTS.min(max_slots);
+        let first = Segment::new(initial_slots);
+        Segments {
+            tail: ArcSwap::new(Arc::clone(&first)),
+            head: Mutex::new(first),
+            link: Mutex::new(()),
+            max_slots,
+            initial_slots,
+        }
+    }
+
+    /// Pushes a message into a slot the caller reserved in the mailbox.
+    pub(crate) fn push(&self, message: M) -> Result<(), Rejected> {
+        loop {
+            let tail = self.tail.load();
+            let claimed = tail.claims.fetch_add(1, SeqCst);
+            if claimed & SEALED == 0 && claimed < tail.slots {
+                return tail.ring.push(message);
+            }
+            tail.claims.fetch_sub(1, SeqCst);
+            if claimed & SEALED == 0 {
+                if tail.slots >= self.max_slots {
+                    // Only possible if a caller pushed without a reservation.
+                    return Err(Rejected);
+                }
+                self.link_after(&tail, (tail.slots * 2).min(self.max_slots));
+            }
+            // Sealed (or just extended): the successor is the tail now; look again.
+        }
+    }
+
+    /// Links a successor of `slots` slots behind `segment` if it is still the tail, makes
+    /// it the tail, then seals `segment`.
+    fn link_after(&self, segment: &Arc<Segment<M>>, slots: usize) {
+        let _linking = lock(&self.link);
+        if !Arc::ptr_eq(&self.tail.load(), segment) {
+            return; // Somebody else linked one meanwhile.
+        }
+        let next = Segment::new(slots);
+        if segment.next.set(Arc::clone(&next)).is_err() {
+            return; // Unreachable: only the tail gets a successor, under `link`.
+        }
+        self.tail.store(next);
+        segment.claims.fetch_or(SEALED, SeqCst);
+    }
+
+    /// A consumer handle, starting at the oldest segment that may hold messages.
+    pub(crate) fn reader(&self) -> Reader<M> {
+        let segment = Arc::clone(&lock(&self.head));
+        Reader {
+            ring: segment.ring.reader(),
+            segment,
+            peak: 0,
+        }
+    }
+
+    /// Called by a consumer about to park: if its stretch since the last park used under
+    /// a quarter of a large tail, links a smaller one (see the module docs).
+    pub(crate) fn parking(&self, reader: &mut Reader<M>) {
+        let peak = std::mem::take(&mut reader.peak);
+        let tail = self.tail.load();
+        if tail.slots <= self.initial_slots || !Arc::ptr_eq(&tail, &reader.segment) {
+            return;
+        }
+        let wanted = peak.max(1).next_power_of_two().max(self.initial_slots);
+        if wanted * 4 <= tail.slots {
+            let tail = Arc::clone(&tail);
+            self.link_after(&tail, wanted);
+        }
+    }
+
+    /// Gives the memory of a closed, emptied mailbox back: a grown tail is replaced by a
+    /// one-slot one and the head moved to it (consumers still holding older segments free
+    /// them as they drop). A mailbox that never grew keeps its small first segment.
+    pub(crate) fn release(&self) {
+        let tail = self.tail.load_full();
+        if tail.slots > self.initial_slots {
+            self.link_after(&tail, 1);
+        }
+        *lock(&self.head) = self.tail.load_full();
+    }
+
+    /// Slots allocated now, over every segment from the head to the tail.
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        let mut total = 0;
+        let mut segment = Arc::clone(&lock(&self.head));
+        loop {
+            total += segment.slots;
+            match segment.next.get() {
+                Some(next) => segment = Arc::clone(next),
+                None => return total,
+            }
+        }
+    }
+}
+
+/// A consumer's position in the chain.
+pub(crate) struct Reader<M> {
+    segment: Arc<Segment<M>>,
+    ring: ring::Reader<M>,
+    /// The deepest the mailbox was, seen by this consumer's pops since it last parked.
+    peak: usize,
+}
+
+impl<M: Send> Reader<M> {
+    /// Notes the mailbox depth seen by a pop (for the shrink decision when parking).
+    #[inline]
+    pub(crate) fn saw_depth(&mut self, depth: usize) {
+        self.peak = self.peak.max(depth);
+    }
+
+    /// Takes the oldest message, if any. `None` may also mean that a push is in flight
+    /// (its producer wakes the consumer when it lands).
+    pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
+        let mut spins = 0;
+        loop {
+            if let Some(message) = self.ring.pop() {
+                self.segment.claims.fetch_sub(1, SeqCst);
+                return Some(message);
+            }
+            let claims = self.segment.claims.load(SeqCst);
+            if claims & SEALED == 0 {
+                return None;
+            }
+            if claims & !SEALED != 0 {
+                // A push claimed before the seal is still landing, or a sibling popped
+                // and has not counted it yet: both take nanoseconds.
+                spins += 1;
+                if spins > SEALED_SPINS {
+                    return None;
+                }
+                std::hint::spin_loop();
+                continue;
+            }
+            // Sealed and drained for good: move on (the successor was set before the seal).
+            let Some(next) = self.segment.next.get().map(Arc::clone) else {
+                return None;
+            };
+            {
+                let mut head = lock(&segments.head);
+                if Arc::ptr_eq(&head, &self.segment) {
+                    *head = Arc::clone(&next);
+                }
+            }
+            self.ring = next.ring.reader();
+            self.segment = next;
+        }
+    }
+}
