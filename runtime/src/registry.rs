@@ -15,6 +15,7 @@ use vortex_messages::{ActorKind, ActorState, Control, ControlError, ControlReply
 use crate::{
     actor::Actor,
     error::RuntimeError,
+    sample::ActorSample,
     shared::Shared,
     supervisor::{child::ActorChild, ScalePool, SupervisorChild},
 };
@@ -56,6 +57,10 @@ pub(crate) trait Target: Send + Sync {
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         None
     }
+    /// What an exporter samples (actors and pools; supervisors have no mailbox).
+    fn sample(&self) -> Option<ActorSample> {
+        None
+    }
 }
 
 impl<A: Actor> Target for ActorChild<A> {
@@ -79,6 +84,9 @@ impl<A: Actor> Target for ActorChild<A> {
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))
+    }
+    fn sample(&self) -> Option<ActorSample> {
+        Some(self.shared.sample())
     }
 }
 
@@ -139,6 +147,9 @@ impl<A: Actor> Target for PoolTarget<A> {
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))
+    }
+    fn sample(&self) -> Option<ActorSample> {
+        Some(self.shared.sample())
     }
 }
 
