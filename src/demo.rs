@@ -90,7 +90,7 @@ pub struct Faults {
     /// times in 10 s (instead of 20) so that the drill does not exhaust its budget.
     pub poison_every: Option<u64>,
     /// Injects one failure into the actor with this name (`Runtime::inject_failure`)
-    /// one second into the run (half-way through a shorter run); its supervisor
+    /// one second into the run (when feeding ends, in a shorter run); its supervisor
     /// restarts it. E.g. `sink`, `scheduler`, `journal`, `exporter-http`.
     pub fail_once: Option<String>,
 }
@@ -370,8 +370,9 @@ fn invalid(error: impl std::fmt::Display) -> RuntimeError {
 pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let devices = config.devices.max(1);
     let rt = build_runtime(devices, &config.faults)?;
-    let totals = Arc::new(std::sync::Mutex::new(SinkTotals::default()));
+    let sink_totals = Arc::new(std::sync::Mutex::new(SinkTotals::default()));
     let poison_every = config.faults.poison_every;
+    let totals = Arc::clone(&sink_totals);
     let sink = rt
         .spawn("sink", move || Sink {
             totals: Arc::clone(&totals),
@@ -443,7 +444,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
     let mut fail_once = config.faults.fail_once.clone();
-    let fail_at = (config.duration / 2).min(Duration::from_secs(1));
+    let fail_at = Duration::from_secs(1);
     while start.elapsed() < config.duration {
         if start.elapsed() >= fail_at {
             if let Some(name) = fail_once.take() {
@@ -463,7 +464,10 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
     }
     let fed_for = start.elapsed();
-    let totals = wait_for_sink(&rt, &sink, sent).await?;
+    if let Some(name) = fail_once.take() {
+        inject_once(&rt, &name).await;
+    }
+    let totals = wait_for_sink(&rt, &sink_totals, sent).await?;
     let mut statuses = Vec::new();
     for info in rt.actors() {
         if let ControlReply::Status(status) = rt.control(&info.name, Control::Status).await? {
@@ -660,25 +664,27 @@ async fn start_exporter(
     Ok((exporter, telemetry))
 }
 
-/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink.
+/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink. Reads
+/// the sink's totals directly (they outlive its incarnations), so a sink that is
+/// restarting after a poisoned batch does not fail the wait.
 async fn wait_for_sink(
     rt: &Runtime,
-    sink: &Addr<Sink>,
+    totals: &std::sync::Mutex<SinkTotals>,
     sent: u64,
 ) -> Result<(u64, u64, u64), RuntimeError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut totals = (0, 0, 0);
-    while tokio::time::Instant::now() < deadline {
-        totals = sink
-            .ask(SinkMessage::Totals)
-            .await
-            .map_err(|_| RuntimeError::ShutDown)?;
-        if totals.0 + rt.dead_letters().count() >= sent {
-            break;
-        }
-        tokio::task::yield_now().await;
+    let read = || {
+        let totals = totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (totals.batches, totals.bytes, totals.seen.len() as u64)
+    };
+    let mut now = read();
+    while tokio::time::Instant::now() < deadline && now.0 + rt.dead_letters().count() < sent {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        now = read();
     }
-    Ok(totals)
+    Ok(now)
 }
 
 fn summarise(router: &Router) -> Vec<LauncherSummary> {

@@ -130,6 +130,22 @@ impl<A: Actor> Target for PoolTarget<A> {
                         }),
                     }
                 }
+                Control::Status => {
+                    // Pool-level counters, and the detail of the first worker that has one
+                    // (workers of one pool describe the state they share).
+                    let mut report = self.shared.status();
+                    let workers: Vec<_> = lock(&self.supervisor.plan.children)
+                        .iter()
+                        .map(|(child, _)| Arc::clone(child))
+                        .collect();
+                    for worker in workers {
+                        if let Some(detail) = worker.describe().await {
+                            report.detail = detail;
+                            break;
+                        }
+                    }
+                    Ok(ControlReply::Status(report))
+                }
                 Control::Checkpoint => Err(ControlError::Unsupported {
                     actor: self.shared.name.to_string(),
                     command: "checkpoint".into(),

@@ -65,7 +65,8 @@ enum Command {
         /// dead-lettered (accounted for, not lost) and the sink is restarted.
         #[arg(long, value_name = "N")]
         poison_every: Option<u64>,
-        /// Fault injection: fail the named actor once, one second into the run (e.g.
+        /// Fault injection: fail the named actor once, one second into the run or when
+        /// feeding ends if sooner (e.g.
         /// `sink`, `journal`, `scheduler`, `exporter-http`); its supervisor restarts it.
         #[arg(long, value_name = "ACTOR")]
         fail_once: Option<String>,

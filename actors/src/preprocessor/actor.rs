@@ -138,11 +138,20 @@ impl Actor for Preprocessor {
     }
 
     fn describe(&self) -> Option<String> {
+        let buffers = self.shared.pool.stats();
+        let lookups = buffers.hits + buffers.misses;
+        let hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            buffers.hits as f64 / lookups as f64
+        };
         Some(format!(
-            "transform={} group={} {}",
+            "transform={} group={} {} buffer_hit_rate={hit_rate:.3} pooled_bytes={} pooled_buffers={}",
             self.shared.transform.name(),
             self.shared.group.name(),
-            self.shared.stats.snapshot()
+            self.shared.stats.snapshot(),
+            buffers.pooled_bytes,
+            buffers.pooled_buffers
         ))
     }
 }
