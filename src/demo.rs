@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Each launcher drives one CPU compute device — its own pinned resource group
-//! `device-<i>` — running the built-in MLP kernel on every batch.
+//! `device-<i>` — running the built-in MLP kernel on every batch. Next to the pipeline run
+//! the services a deployment has ([`open_services`]): the scheduler, the journal in the
+//! data directory, and housekeeping timers; with `metrics_addr`, the supervised exporter.
+//! [`Faults`] injects failures on purpose.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
