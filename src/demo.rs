@@ -166,8 +166,8 @@ impl Actor for Sink {
         match message {
             SinkMessage::Batch(batch) => {
                 totals.arrived += 1;
-                if let Some(every) = self.poison_every.filter(|every| *every > 0) {
-                    if totals.arrived % every == 0 {
+                if let Some(every) = self.poison_every {
+                    if totals.arrived.checked_rem(every) == Some(0) {
                         // Fault injection: the runtime dead-letters this batch and the
                         // supervisor restarts the sink.
                         return Err(format!("poisoned batch {} (fault injection)", batch.id).into());
@@ -559,8 +559,10 @@ pub async fn open_services(
         timers = timers.lag_histogram(metrics.timer_lag());
     }
     let scheduler = Scheduler::spawn_with(rt, "scheduler", timers).await?;
-    let mut journal_config = JournalActorConfig::default();
-    journal_config.metrics = metrics.cloned();
+    let journal_config = JournalActorConfig {
+        metrics: metrics.cloned(),
+        ..JournalActorConfig::default()
+    };
     let (journal, journal_handle) =
         JournalActor::spawn_with(rt, "journal", data_dir.join("journal"), journal_config)
             .await

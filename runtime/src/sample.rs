@@ -119,8 +119,11 @@ pub struct ControlCount {
 /// Only commands to registered names are counted, so the keys stay bounded.
 #[derive(Default)]
 pub(crate) struct ControlCounts {
-    counts: Mutex<BTreeMap<(Arc<str>, &'static str, bool), u64>>,
+    counts: Mutex<BTreeMap<ControlKey, u64>>,
 }
+
+/// (actor, command, succeeded).
+type ControlKey = (Arc<str>, &'static str, bool);
 
 impl ControlCounts {
     pub(crate) fn record(&self, actor: &str, command: &'static str, succeeded: bool) {
