@@ -155,7 +155,9 @@ impl Actor for Sleeper {
         (millis, reply): (u64, Reply<()>),
         _: &mut Context<Self>,
     ) -> Result<(), ActorError> {
-        tokio::time::sleep(Duration::from_millis(millis)).await;
+        if millis > 0 {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+        }
         reply.send(());
         Ok(())
     }
@@ -165,9 +167,22 @@ impl Actor for Sleeper {
 async fn handler_latency_is_a_true_distribution_of_batch_drains() {
     let rt = Runtime::builder().build().unwrap();
     let sleeper = rt.spawn("sleeper", || Sleeper).await.unwrap();
-    // One message at a time (each ask waits for its answer): every drain is one message.
-    for millis in [0, 0, 0, 30, 30] {
+    // One message at a time: each ask waits for its answer, then for its drain to be
+    // recorded (the answer comes before the drain ends), so every drain is one message.
+    let observer = rt.observer();
+    let drains = || {
+        observer
+            .samples()
+            .iter()
+            .find(|s| s.status.name == "sleeper")
+            .map_or(0, |s| s.handler_batches.count())
+    };
+    for (done, millis) in [0, 0, 0, 250, 250].into_iter().enumerate() {
         sleeper.ask(|reply| (millis, reply)).await.unwrap();
+        support::wait_until("the drain recorded", Duration::from_secs(10), || {
+            drains() == done as u64 + 1
+        })
+        .await;
     }
     let exporter = RuntimeExporter::start(&rt, exporter_config(), Duration::from_secs(3600))
         .await
@@ -187,9 +202,11 @@ async fn handler_latency_is_a_true_distribution_of_batch_drains() {
         ),
         5.0
     );
-    // Three fast drains well below 25 ms, two slow ones above it: not five at the mean.
-    assert_eq!(bucket("0.025"), 3.0, "{body}");
-    assert_eq!(bucket("0.05"), 5.0, "{body}");
+    // Three fast drains (no sleep) within 100 ms, two slow ones above 250 ms. At their
+    // mean (over 100 ms) all five would sit in one bucket above 0.1.
+    assert_eq!(bucket("0.1"), 3.0, "{body}");
+    assert_eq!(bucket("0.25"), 3.0, "{body}");
+    assert_eq!(bucket("+Inf"), 5.0, "{body}");
     exporter.shutdown().await.unwrap();
     rt.shutdown().await;
 }

@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(snapshot.buckets[1], 1, "11 µs");
         assert_eq!(snapshot.buckets[BUCKETS - 1], 1, "30 s");
         assert_eq!(snapshot.count(), 4);
-        assert_eq!(snapshot.sum_nanos, 30_000_021_000);
+        assert_eq!(snapshot.sum_nanos, 30_000_022_000);
     }
 
     #[test]

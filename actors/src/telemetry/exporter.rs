@@ -20,14 +20,17 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard,
+    },
     time::Duration,
 };
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::{
     net::TcpListener,
-    sync::Notify,
+    sync::{oneshot, Notify},
     task::{AbortHandle, JoinHandle},
     time::Instant,
 };
@@ -365,19 +368,29 @@ struct HttpShared {
 }
 
 /// The HTTP server actor: each incarnation runs the accept loop on the shared listener;
-/// the loop ending for any reason fails the actor, and its supervisor restarts it.
+/// the loop ending for any reason fails the actor, and its supervisor restarts it. A
+/// normal stop (`Stop`, shutdown) ends the loop gracefully: in-flight answers get the
+/// shutdown grace, and `on_stop` returns once the loop let go of the listener.
 pub struct HttpActor {
     shared: Arc<HttpShared>,
-    watcher: Option<OwnedTask>,
-    server: Option<AbortHandle>,
+    running: Option<Running>,
 }
 
-impl Drop for HttpActor {
+/// The accept loop of one incarnation.
+struct Running {
+    /// Reports how the loop ended; aborted (dropped) first when the incarnation goes.
+    watcher: OwnedTask,
+    server: AbortHandle,
+    stop: oneshot::Sender<()>,
+    stopping: Arc<AtomicBool>,
+    ended: oneshot::Receiver<()>,
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        self.watcher.take();
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+        // After a failure (no `on_stop`): cut the loop and its connections at once.
+        self.watcher.0.abort();
+        self.server.abort();
     }
 }
 
@@ -396,27 +409,39 @@ impl Actor for HttpActor {
         let Some(listener) = lock(&self.shared.listener).clone() else {
             return Err("the exporter was shut down: its listener is closed".into());
         };
-        let shared = &self.shared;
+        let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(accept_loop(
             listener,
-            Arc::clone(&shared.config),
-            shared.endpoints.clone(),
-            std::future::pending(),
+            Arc::clone(&self.shared.config),
+            self.shared.endpoints.clone(),
+            async move {
+                let _ = stopped.await;
+            },
         ));
         let abort = server.abort_handle();
-        let addr = ctx.addr().clone();
+        let (addr, stopping) = (ctx.addr().clone(), Arc::new(AtomicBool::new(false)));
+        let (ended_tx, ended) = oneshot::channel();
+        let watching = Arc::clone(&stopping);
         let watcher = tokio::spawn(async move {
-            let reason = match server.await {
+            let outcome = server.await;
+            if watching.load(Relaxed) {
+                let _ = ended_tx.send(());
+                return;
+            }
+            let reason = match outcome {
                 Ok(()) => "the accept loop returned".to_owned(),
                 Err(error) if error.is_cancelled() => return,
                 Err(error) => format!("the accept loop failed: {error}"),
             };
             let _ = addr.tell(HttpMessage::ServerEnded(reason)).await;
         });
-        // Dropping the incarnation aborts the watcher first (so the server's end is not
-        // reported as a failure), then the server with its connections.
-        self.watcher = Some(OwnedTask(watcher));
-        self.server = Some(abort);
+        self.running = Some(Running {
+            watcher: OwnedTask(watcher),
+            server: abort,
+            stop,
+            stopping,
+            ended,
+        });
         Ok(())
     }
 
@@ -428,6 +453,17 @@ impl Actor for HttpActor {
         match message {
             HttpMessage::ServerEnded(reason) => Err(reason.into()),
         }
+    }
+
+    async fn on_stop(&mut self, _: &mut Context<Self>) {
+        let Some(mut running) = self.running.take() else {
+            return;
+        };
+        running.stopping.store(true, Relaxed);
+        let (stop, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut running.stop, stop).send(());
+        let grace = self.shared.config.shutdown_grace + Duration::from_secs(1);
+        let _ = tokio::time::timeout(grace, &mut running.ended).await;
     }
 
     fn describe(&self) -> Option<String> {
@@ -506,8 +542,7 @@ impl RuntimeExporter {
             }))
             .child(ActorSpec::new(format!("{name}-http"), move || HttpActor {
                 shared: Arc::clone(&for_http),
-                watcher: None,
-                server: None,
+                running: None,
             }));
         rt.start_supervisor(spec)
             .await
@@ -554,7 +589,7 @@ impl RuntimeExporter {
     /// closes the listening socket.
     pub async fn shutdown(self) -> Result<(), TelemetryError> {
         let grace = self.http.config.shutdown_grace;
-        lock(&self.http.listener).take();
+        let listener = lock(&self.http.listener).take();
         for name in self.actor_names() {
             match self.observer.control(&name, Control::Stop).await {
                 Ok(_) | Err(ControlError::UnknownActor(_)) => {}
@@ -572,6 +607,9 @@ impl RuntimeExporter {
                 }
             }
         }
+        // The port closes when the last holder lets go: the loop has (its `on_stop`
+        // waited for it), so this is the one left, unless a stop timed out.
+        drop(listener);
         Ok(())
     }
 }
