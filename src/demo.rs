@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Each launcher drives one CPU compute device — its own pinned resource group
-//! `device-<i>` — running the built-in MLP kernel on every batch.
+//! `device-<i>` — running the built-in MLP kernel on every batch. Next to the pipeline run
+//! the services a deployment has ([`open_services`]): the scheduler, the journal in the
+//! data directory, and housekeeping timers; with `metrics_addr`, the supervised exporter.
+//! [`Faults`] injects failures on purpose.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
@@ -22,19 +25,29 @@
 //! # }
 //! ```
 
-use std::{fmt::Write as _, sync::Arc, time::Duration};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use vortex_messages::pipeline::FinishedBatch;
 
+use crate::actors::journal::{
+    Durability, JournalActor, JournalActorConfig, JournalHandle, JournalMessage, PendingRecord,
+};
 use crate::actors::launcher::{
     ComputeDevice, CpuDevice, KernelRegistry, Launcher, LauncherConfig, LauncherHandle, MlpKernel,
     Router, ScoreWeights,
 };
 use crate::actors::preprocessor::{NormalizeImages, Preprocessor, PreprocessorConfig};
+use crate::actors::scheduler::{Scheduler, SchedulerConfig, TimerHandle};
 use crate::actors::source::{ImageSource, SourceConfig};
-use crate::actors::telemetry::{ExporterConfig, RuntimeExporter, TelemetryPublisher};
+use crate::actors::telemetry::{ExporterConfig, MetricsSink, RuntimeExporter, TelemetryPublisher};
 use crate::prelude::*;
 use crate::runtime::buffer_pool::BufferPool;
+use crate::runtime::RuntimeObserver;
 
 /// Outputs of the demo MLP (classes).
 const MLP_OUTPUTS: usize = 10;
@@ -63,6 +76,32 @@ pub struct DemoConfig {
     pub scale_to: Option<u32>,
     /// Serve Prometheus metrics here while the pipeline runs.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the journal lives (see [`open_services`]); `None`: a fresh temporary
+    /// directory, removed when the run ends.
+    pub data_dir: Option<PathBuf>,
+    /// Faults injected on purpose (none by default).
+    pub faults: Faults,
+}
+
+/// Faults `vortex run` injects on purpose, so that restarts and dead letters really
+/// happen (for drills, and for the test that scrapes every metric).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The sink fails on every n-th batch it receives (counted across its restarts): that
+    /// batch goes to the dead-letter sink (accounted for, not lost) and the sink's
+    /// supervisor restarts it. With any fault on, each top-level actor may restart 1000
+    /// times in 10 s (instead of 20) so that the drill does not exhaust its budget.
+    pub poison_every: Option<u64>,
+    /// Injects one failure into the actor with this name (`Runtime::inject_failure`)
+    /// one second into the run (when feeding ends, in a shorter run); its supervisor
+    /// restarts it. E.g. `sink`, `scheduler`, `journal`, `exporter-http`.
+    pub fail_once: Option<String>,
+}
+
+impl Faults {
+    fn any(&self) -> bool {
+        self.poison_every.is_some() || self.fail_once.is_some()
+    }
 }
 
 impl Default for DemoConfig {
@@ -77,6 +116,8 @@ impl Default for DemoConfig {
             prefetch_depth: 2,
             scale_to: None,
             metrics_addr: None,
+            data_dir: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -96,9 +137,16 @@ impl From<FinishedBatch> for SinkMessage {
 }
 
 /// Sink: the end of the pipeline; counts batches and bytes and checks that no id
-/// arrives twice.
+/// arrives twice. Its totals outlive its incarnations (a poisoned batch restarts it).
 #[derive(Default)]
 struct Sink {
+    totals: Arc<std::sync::Mutex<SinkTotals>>,
+    poison_every: Option<u64>,
+}
+
+#[derive(Default)]
+struct SinkTotals {
+    arrived: u64,
     batches: u64,
     bytes: u64,
     seen: std::collections::HashSet<u64>,
@@ -111,14 +159,26 @@ impl Actor for Sink {
         message: SinkMessage,
         _: &mut Context<Self>,
     ) -> Result<(), ActorError> {
+        let mut totals = self
+            .totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match message {
             SinkMessage::Batch(batch) => {
-                self.batches += 1;
-                self.bytes += batch.data.len() as u64;
-                self.seen.insert(batch.id);
+                totals.arrived += 1;
+                if let Some(every) = self.poison_every {
+                    if totals.arrived.checked_rem(every) == Some(0) {
+                        // Fault injection: the runtime dead-letters this batch and the
+                        // supervisor restarts the sink.
+                        return Err(format!("poisoned batch {} (fault injection)", batch.id).into());
+                    }
+                }
+                totals.batches += 1;
+                totals.bytes += batch.data.len() as u64;
+                totals.seen.insert(batch.id);
             }
             SinkMessage::Totals(reply) => {
-                reply.send((self.batches, self.bytes, self.seen.len() as u64))
+                reply.send((totals.batches, totals.bytes, totals.seen.len() as u64))
             }
         }
         Ok(())
@@ -272,10 +332,13 @@ impl DemoReport {
 
 /// Builds the runtime: resource group `cpu` (one thread per core, pinned) for the
 /// preprocessor and `device-<i>` for each CPU device (its share of the cores).
-fn build_runtime(devices: u32) -> Result<Runtime, RuntimeError> {
+fn build_runtime(devices: u32, faults: &Faults) -> Result<Runtime, RuntimeError> {
     let cores = core_ids();
     let mut builder =
         Runtime::builder().resource_group("cpu", cores.len().max(1), Some(cores.clone()));
+    if faults.any() {
+        builder = builder.root_intensity(Intensity::new(1000, Duration::from_secs(10)));
+    }
     for device in 0..devices as usize {
         let share = device_cores(&cores, device, devices as usize);
         builder =
@@ -309,8 +372,16 @@ fn invalid(error: impl std::fmt::Display) -> RuntimeError {
 /// back-pressure to the one before.
 pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let devices = config.devices.max(1);
-    let rt = build_runtime(devices)?;
-    let sink = rt.spawn("sink", Sink::default).await?;
+    let rt = build_runtime(devices, &config.faults)?;
+    let sink_totals = Arc::new(std::sync::Mutex::new(SinkTotals::default()));
+    let poison_every = config.faults.poison_every;
+    let totals = Arc::clone(&sink_totals);
+    let sink = rt
+        .spawn("sink", move || Sink {
+            totals: Arc::clone(&totals),
+            poison_every,
+        })
+        .await?;
     let buffers = BufferPool::default();
     let side = image_side(config.batch_bytes);
     let features = 3 * (side as usize) * (side as usize);
@@ -325,6 +396,8 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         Some(addr) => Some(start_exporter(&rt, addr).await?),
         None => None,
     };
+    let metrics = exporter.as_ref().map(|(exporter, _)| exporter.sink());
+    let services = open_services(&rt, config.data_dir.as_deref(), metrics, &buffers).await?;
     let mut launchers = Vec::new();
     for index in 0..devices {
         let group = rt.resource_group(&format!("device-{index}"))?;
@@ -373,7 +446,14 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
+    let mut fail_once = config.faults.fail_once.clone();
+    let fail_at = Duration::from_secs(1);
     while start.elapsed() < config.duration {
+        if start.elapsed() >= fail_at {
+            if let Some(name) = fail_once.take() {
+                inject_once(&rt, &name).await;
+            }
+        }
         match source.emit(4).await {
             Ok(0) | Err(_) => break,
             Ok(n) => sent += n,
@@ -387,7 +467,10 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         }
     }
     let fed_for = start.elapsed();
-    let totals = wait_for_sink(&rt, &sink, sent).await?;
+    if let Some(name) = fail_once.take() {
+        inject_once(&rt, &name).await;
+    }
+    let totals = wait_for_sink(&rt, &sink_totals, sent).await?;
     let mut statuses = Vec::new();
     for info in rt.actors() {
         if let ControlReply::Status(status) = rt.control(&info.name, Control::Status).await? {
@@ -400,6 +483,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     if let Some((exporter, _)) = exporter {
         let _ = exporter.shutdown().await;
     }
+    services.close();
     rt.shutdown().await;
     Ok(DemoReport {
         sent,
@@ -412,6 +496,159 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         groups,
         dead_letters,
     })
+}
+
+/// The runtime services `vortex run` starts next to the pipeline, as a deployment would:
+/// the scheduler (timing wheel) and the journal in the data directory, with two
+/// housekeeping timers on the scheduler — every 100 ms a durable progress record is
+/// appended to the journal (one `fdatasync` each), every second the buffer pool's idle
+/// buffers (unused for 2 s) are trimmed.
+pub struct Services {
+    /// Where the journal lives.
+    pub data_dir: PathBuf,
+    /// The scheduler actor `scheduler`.
+    pub scheduler: Scheduler,
+    /// The journal actor `journal`.
+    pub journal: Addr<JournalActor>,
+    /// Reads the journal across the actor's restarts.
+    pub journal_handle: JournalHandle,
+    timers: Vec<TimerHandle>,
+    temporary: bool,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("data_dir", &self.data_dir)
+            .field("temporary", &self.temporary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// Cancels the housekeeping timers and removes a temporary data directory (the
+    /// actors stop with the runtime).
+    pub fn close(self) {
+        drop(self.timers);
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Record kind of the journal's progress records (`(handled, dead_letters)`, bincode 2).
+pub const PROGRESS_RECORD: u16 = 1;
+
+/// Starts the scheduler (`scheduler`, its lag into `metrics`) and the journal (`journal`,
+/// in `data_dir`, created if missing; a fresh temporary directory when `None`, its fsync
+/// latency into `metrics`), and arms the housekeeping timers (see [`Services`]).
+pub async fn open_services(
+    rt: &Runtime,
+    data_dir: Option<&Path>,
+    metrics: Option<&MetricsSink>,
+    buffers: &BufferPool,
+) -> Result<Services, RuntimeError> {
+    let (data_dir, temporary) = match data_dir {
+        Some(dir) => (dir.to_path_buf(), false),
+        None => (temporary_dir(), true),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|error| invalid(format!("data directory {}: {error}", data_dir.display())))?;
+    let mut timers = SchedulerConfig::default();
+    if let Some(metrics) = metrics {
+        timers = timers.lag_histogram(metrics.timer_lag());
+    }
+    let scheduler = Scheduler::spawn_with(rt, "scheduler", timers).await?;
+    let journal_config = JournalActorConfig {
+        metrics: metrics.cloned(),
+        ..JournalActorConfig::default()
+    };
+    let (journal, journal_handle) =
+        JournalActor::spawn_with(rt, "journal", data_dir.join("journal"), journal_config)
+            .await
+            .map_err(invalid)?;
+    let housekeeper = rt
+        .spawn("housekeeper", {
+            let (journal, buffers, observer) = (journal.clone(), buffers.clone(), rt.observer());
+            move || Housekeeper {
+                journal: journal.clone(),
+                buffers: buffers.clone(),
+                observer: observer.clone(),
+            }
+        })
+        .await?;
+    let every = |period, chore| scheduler.send_interval(period, &housekeeper, chore);
+    let timers = vec![
+        every(Duration::from_millis(100), Chore::RecordProgress).map_err(invalid)?,
+        every(Duration::from_secs(1), Chore::TrimBuffers).map_err(invalid)?,
+    ];
+    Ok(Services {
+        data_dir,
+        scheduler,
+        journal,
+        journal_handle,
+        timers,
+        temporary,
+    })
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+fn temporary_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("vortex-run-{}-{nanos}", std::process::id()))
+}
+
+/// What the housekeeping timers send.
+#[derive(Debug, Clone, Copy)]
+enum Chore {
+    RecordProgress,
+    TrimBuffers,
+}
+
+/// Does the chores the scheduler's timers ask for.
+struct Housekeeper {
+    journal: Addr<JournalActor>,
+    buffers: BufferPool,
+    observer: RuntimeObserver,
+}
+
+impl Actor for Housekeeper {
+    type Message = Chore;
+    async fn handle(&mut self, chore: Chore, _: &mut Context<Self>) -> Result<(), ActorError> {
+        match chore {
+            Chore::RecordProgress => {
+                let handled: u64 = self.observer.statuses().iter().map(|s| s.handled).sum();
+                let progress = (handled, self.observer.dead_letters());
+                let record = PendingRecord::encode(PROGRESS_RECORD, &progress)?
+                    .with_durability(Durability::Each);
+                let appended = self
+                    .journal
+                    .ask(|reply| JournalMessage::Append { record, reply })
+                    .await;
+                match appended {
+                    Ok(Ok(_seq)) => {}
+                    // A journal restarting or refusing is logged; the next tick tries again.
+                    Ok(Err(error)) => tracing::warn!(%error, "progress record not appended"),
+                    Err(error) => tracing::warn!(%error, "journal did not answer"),
+                }
+            }
+            Chore::TrimBuffers => {
+                self.buffers.trim_idle(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fault injection: one failure into `name` (logged; an unknown name is reported).
+async fn inject_once(rt: &Runtime, name: &str) {
+    match rt.inject_failure(name, "vortex run --fail-once").await {
+        Ok(()) => tracing::info!(actor = name, "injected one failure"),
+        Err(error) => tracing::warn!(actor = name, %error, "fault injection refused"),
+    }
 }
 
 /// Serves `/metrics` at `addr`, fed by the runtime sampler and by the launchers' events.
@@ -432,25 +669,27 @@ async fn start_exporter(
     Ok((exporter, telemetry))
 }
 
-/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink.
+/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink. Reads
+/// the sink's totals directly (they outlive its incarnations), so a sink that is
+/// restarting after a poisoned batch does not fail the wait.
 async fn wait_for_sink(
     rt: &Runtime,
-    sink: &Addr<Sink>,
+    totals: &std::sync::Mutex<SinkTotals>,
     sent: u64,
 ) -> Result<(u64, u64, u64), RuntimeError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut totals = (0, 0, 0);
-    while tokio::time::Instant::now() < deadline {
-        totals = sink
-            .ask(SinkMessage::Totals)
-            .await
-            .map_err(|_| RuntimeError::ShutDown)?;
-        if totals.0 + rt.dead_letters().count() >= sent {
-            break;
-        }
-        tokio::task::yield_now().await;
+    let read = || {
+        let totals = totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (totals.batches, totals.bytes, totals.seen.len() as u64)
+    };
+    let mut now = read();
+    while tokio::time::Instant::now() < deadline && now.0 + rt.dead_letters().count() < sent {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        now = read();
     }
-    Ok(totals)
+    Ok(now)
 }
 
 fn summarise(router: &Router) -> Vec<LauncherSummary> {

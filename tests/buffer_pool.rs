@@ -141,3 +141,24 @@ fn get_for_overwrite_has_the_requested_length_and_reuses_the_allocation() {
         "only the grown tail is zero-filled"
     );
 }
+
+#[test]
+fn a_588_kib_image_gets_a_buffer_of_its_size_not_a_power_of_two() {
+    let pool = BufferPool::default();
+    let image = 588 * 1024;
+    let buffer = pool.get_for_overwrite(image);
+    assert_eq!(buffer.len(), image);
+    assert!(
+        buffer.capacity() < image + 4096,
+        "capacity {} carries more than a page of slack",
+        buffer.capacity()
+    );
+    let address = buffer.as_ptr();
+    drop(buffer);
+    // The exact-size buffer still serves the next image of the same size.
+    let again = pool.get_for_overwrite(image);
+    assert_eq!(again.as_ptr(), address);
+    assert_eq!((pool.stats().hits, pool.stats().misses), (1, 1));
+    // A consumer that keeps the bytes keeps no hidden megabyte either.
+    assert!(again.into_vec().capacity() < image + 4096);
+}

@@ -99,7 +99,7 @@ async fn the_sampler_publishes_restarts_and_dead_letters() {
     .await;
     let mut sampler = RuntimeSampler::new(MetricsSink::register(&mut Registry::default()))
         .publish_to(publisher.clone());
-    sampler.apply(&rt.observer().statuses());
+    sampler.sample(&rt.observer());
     let (mut restarts, mut dead) = (0, 0);
     while restarts < 2 || dead < 2 {
         let event = tokio::time::timeout(Duration::from_secs(10), subscription.recv())

@@ -4,8 +4,13 @@
 //! `[2^k, 2^(k+1))`. [`BufferPool::get`] looks in the bucket of the requested size and in
 //! up to [`BufferPoolConfig::max_oversize_buckets`] larger ones, and takes the first
 //! buffer that fits with `swap_remove`; a buffer too small for the request stays where it
-//! is. A miss allocates a fresh buffer whose capacity is the request rounded up to a power
-//! of two, so it lands in a bucket that serves the same request size next time.
+//! is. A miss allocates a fresh buffer whose capacity is the request rounded up to a whole
+//! 4 KiB page (requests under a page: to a power of two), and no more: a consumer of a
+//! 588 KiB image gets a 588 KiB buffer, not a 1 MiB one it could never shrink (a
+//! `Vec` keeps its capacity, and [`PooledBuffer::into_vec`] hands it on). The bucket scan
+//! checks each buffer's fit, so an exact-size buffer still serves the next request of the
+//! same size; the price is that a slightly larger request misses where a power-of-two
+//! buffer would have fitted, which a pipeline of one batch shape never makes.
 //!
 //! [`BufferPool::get`] hands out an empty buffer; [`BufferPool::get_for_overwrite`] one of a
 //! given length with unspecified contents, which spares a transform that overwrites every
@@ -37,6 +42,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use vortex_messages::resource::BufferPoolStats;
+
+/// Allocations of at least a page are rounded up to whole pages.
+const PAGE: usize = 4096;
+
+/// What a miss allocates for a request of `min_capacity` bytes (see the module docs).
+fn allocation_size(min_capacity: usize) -> usize {
+    if min_capacity < PAGE {
+        min_capacity.next_power_of_two()
+    } else {
+        min_capacity
+            .checked_next_multiple_of(PAGE)
+            .unwrap_or(min_capacity)
+    }
+}
 
 /// One bucket per possible bit length of a capacity.
 const BUCKETS: usize = usize::BITS as usize;
@@ -137,10 +156,7 @@ impl BufferPool {
             }
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                let rounded = min_capacity
-                    .checked_next_power_of_two()
-                    .unwrap_or(min_capacity);
-                Vec::with_capacity(rounded)
+                Vec::with_capacity(allocation_size(min_capacity))
             }
         };
         PooledBuffer {

@@ -72,6 +72,7 @@ mod registry;
 pub mod resource_error;
 pub mod resource_group;
 pub mod runtime;
+pub mod sample;
 mod shared;
 pub mod spec;
 pub mod supervisor;
@@ -87,6 +88,7 @@ pub use registry::ActorInfo;
 pub use resource_error::ResourceError;
 pub use resource_group::{ResourceGroup, ResourceGroups};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, RuntimeObserver, ShutdownReport};
+pub use sample::{ActorSample, ControlCount, HandlerTimesSnapshot};
 pub use spec::{ActorSpec, ChildSpec, PoolSpec, SupervisorSpec};
 pub use supervisor::{Backoff, Intensity, Restart, Strategy};
 /// The message vocabulary (`vortex-messages`), re-exported.

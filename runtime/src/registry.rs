@@ -15,6 +15,7 @@ use vortex_messages::{ActorKind, ActorState, Control, ControlError, ControlReply
 use crate::{
     actor::Actor,
     error::RuntimeError,
+    sample::ActorSample,
     shared::Shared,
     supervisor::{child::ActorChild, ScalePool, SupervisorChild},
 };
@@ -56,6 +57,10 @@ pub(crate) trait Target: Send + Sync {
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         None
     }
+    /// What an exporter samples (actors and pools; supervisors have no mailbox).
+    fn sample(&self) -> Option<ActorSample> {
+        None
+    }
 }
 
 impl<A: Actor> Target for ActorChild<A> {
@@ -79,6 +84,9 @@ impl<A: Actor> Target for ActorChild<A> {
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))
+    }
+    fn sample(&self) -> Option<ActorSample> {
+        Some(self.shared.sample())
     }
 }
 
@@ -122,6 +130,22 @@ impl<A: Actor> Target for PoolTarget<A> {
                         }),
                     }
                 }
+                Control::Status => {
+                    // Pool-level counters, and the detail of the first worker that has one
+                    // (workers of one pool describe the state they share).
+                    let mut report = self.shared.status();
+                    let workers: Vec<_> = lock(&self.supervisor.plan.children)
+                        .iter()
+                        .map(|(child, _)| Arc::clone(child))
+                        .collect();
+                    for worker in workers {
+                        if let Some(detail) = worker.describe().await {
+                            report.detail = detail;
+                            break;
+                        }
+                    }
+                    Ok(ControlReply::Status(report))
+                }
                 Control::Checkpoint => Err(ControlError::Unsupported {
                     actor: self.shared.name.to_string(),
                     command: "checkpoint".into(),
@@ -139,6 +163,9 @@ impl<A: Actor> Target for PoolTarget<A> {
     }
     fn shared(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         Some(erase(&self.shared))
+    }
+    fn sample(&self) -> Option<ActorSample> {
+        Some(self.shared.sample())
     }
 }
 

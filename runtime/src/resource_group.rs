@@ -400,6 +400,13 @@ fn panicked(group: &str, payload: &(dyn Any + Send)) -> ResourceError {
     }
 }
 
+/// The least-loaded of `groups`: the one with the fewest active tasks (queued or
+/// running), the first of them on a tie; `None` for an empty slice. What a stage that
+/// may run on several CPU groups calls per job (the seed spec's `get_best_group`).
+pub fn least_loaded(groups: &[Arc<ResourceGroup>]) -> Option<&Arc<ResourceGroup>> {
+    groups.iter().min_by_key(|group| group.active_tasks())
+}
+
 /// Resource groups by name, so that a topology can refer to a group by its name.
 ///
 /// The owner (a program's set-up code) fills it with `&mut self` calls; once the
@@ -471,6 +478,21 @@ impl ResourceGroups {
     /// Whether no group is registered.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// The least-loaded of the groups named `names` (see [`least_loaded`]), or
+    /// [`ResourceError::UnknownGroup`] for the first name not registered (an empty list
+    /// is reported as the unknown group `""`).
+    pub fn best_of(&self, names: &[&str]) -> Result<Arc<ResourceGroup>, ResourceError> {
+        let groups = names
+            .iter()
+            .map(|name| self.lookup(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        least_loaded(&groups)
+            .cloned()
+            .ok_or_else(|| ResourceError::UnknownGroup {
+                name: String::new(),
+            })
     }
 
     /// A status snapshot of every group, in name order.

@@ -27,6 +27,7 @@ use crate::{
     error::RuntimeError,
     registry::{ActorInfo, Registry, Reservation},
     resource_group::{ResourceGroup, ResourceGroups},
+    sample::{ActorSample, ControlCount, ControlCounts},
     shared::Services,
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
@@ -214,6 +215,7 @@ impl RuntimeBuilder {
             root_cell,
             handle,
             phase: AtomicU8::new(RUNNING),
+            controls: ControlCounts::default(),
         });
         Ok(Runtime {
             inner,
@@ -233,6 +235,8 @@ pub(crate) struct RuntimeInner {
     root_cell: ActorRef<SupervisorCell>,
     handle: Handle,
     phase: AtomicU8,
+    /// Control commands applied, by actor, command and outcome.
+    controls: ControlCounts,
 }
 
 /// What [`Runtime::shutdown`] left undelivered, per actor or pool. Those messages are in
@@ -556,11 +560,39 @@ impl RuntimeObserver {
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
         let timeout = self.inner.env.config.ask_timeout;
+        let command_name = command.name();
         let deadlines = &self.inner.env.services.deadlines;
-        match deadlines.timeout(timeout, target.control(command)).await {
+        let reply = match deadlines.timeout(timeout, target.control(command)).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
-        }
+        };
+        // Counted only for registered names (an unknown name is refused above); the table
+        // forgets unregistered names when it grows (see `ControlCounts`).
+        let registry = &self.inner.env.registry;
+        self.inner
+            .controls
+            .record(name, command_name, reply.is_ok(), |name| {
+                registry.contains(name)
+            });
+        reply
+    }
+
+    /// What an exporter samples: every actor's and pool's counters, registration number
+    /// and handler-time distribution, sorted by name (supervisors have none).
+    pub fn samples(&self) -> Vec<ActorSample> {
+        self.inner
+            .env
+            .registry
+            .all()
+            .into_iter()
+            .filter_map(|(_, target)| target.sample())
+            .collect()
+    }
+
+    /// Control commands applied through [`Runtime::control`] or an observer (the `vortex`
+    /// command, timers, tools), by actor, command and outcome, since the runtime was built.
+    pub fn control_counts(&self) -> Vec<ControlCount> {
+        self.inner.controls.all()
     }
 
     /// The status of every resource group.

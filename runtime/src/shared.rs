@@ -20,6 +20,7 @@ use crate::{
     dead_letter::{DeadLetter, DeadLetterReason, DeadLetters},
     deadline::Deadlines,
     mailbox::Mailbox,
+    sample::{next_registration, ActorSample, HandlerTimes},
 };
 
 /// Per-actor settings, resolved from the spec and the runtime's defaults.
@@ -41,6 +42,8 @@ pub(crate) struct Stats {
     handler_nanos: AtomicU64,
     dead_letters: AtomicU64,
     restarts: AtomicU64,
+    /// Handler time per batch drain, for exporters (see `sample.rs`).
+    handler_times: HandlerTimes,
 }
 
 impl Stats {
@@ -55,6 +58,8 @@ impl Stats {
     pub(crate) fn add_handler_time(&self, elapsed: std::time::Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.handler_nanos.fetch_add(nanos, Relaxed);
+        // Called once per batch drain: the drain's time is one sample of the distribution.
+        self.handler_times.record(elapsed);
     }
     pub(crate) fn handler_micros(&self) -> u64 {
         self.handler_nanos.load(Relaxed) / 1_000
@@ -93,6 +98,8 @@ pub(crate) struct Shared<A: Actor> {
     pub(crate) checkpoints: Option<Arc<dyn CheckpointSink>>,
     /// The runtime's ask-deadline wheel.
     pub(crate) deadlines: Deadlines,
+    /// Unique to this registration (see `ActorSample::registration`).
+    registration: u64,
 }
 
 /// What every actor of a runtime shares with the runtime.
@@ -134,6 +141,16 @@ impl<A: Actor> Shared<A> {
             dead_letters,
             checkpoints,
             deadlines,
+            registration: next_registration(),
+        }
+    }
+
+    /// The counters an exporter samples (see `RuntimeObserver::samples`).
+    pub(crate) fn sample(&self) -> ActorSample {
+        ActorSample {
+            status: self.status(),
+            registration: self.registration,
+            handler_batches: self.stats.handler_times.snapshot(),
         }
     }
 

@@ -53,10 +53,23 @@ enum Command {
         /// Scale the pool to this many workers half-way through (live, no loss).
         #[arg(long)]
         scale_to: Option<u32>,
-        /// Serve Prometheus metrics (`/metrics`, `/healthz`) here while running,
-        /// e.g. 127.0.0.1:9464.
+        /// Serve Prometheus metrics (`/metrics`, `/healthz`, `/status` JSON) here while
+        /// running, e.g. 127.0.0.1:9464.
         #[arg(long)]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Keep the journal in this directory (created if missing). Default: a fresh
+        /// temporary directory, removed at the end.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Fault injection: the sink fails on every N-th batch it receives; that batch is
+        /// dead-lettered (accounted for, not lost) and the sink is restarted.
+        #[arg(long, value_name = "N")]
+        poison_every: Option<u64>,
+        /// Fault injection: fail the named actor once, one second into the run or when
+        /// feeding ends if sooner (e.g.
+        /// `sink`, `journal`, `scheduler`, `exporter-http`); its supervisor restarts it.
+        #[arg(long, value_name = "ACTOR")]
+        fail_once: Option<String>,
     },
 }
 
@@ -73,6 +86,9 @@ fn main() -> Result<()> {
             prefetch_depth,
             scale_to,
             metrics_addr,
+            data_dir,
+            poison_every,
+            fail_once,
         } => {
             let config = DemoConfig {
                 duration: Duration::from_secs_f64(seconds.max(0.0)),
@@ -83,6 +99,11 @@ fn main() -> Result<()> {
                 prefetch_depth,
                 scale_to,
                 metrics_addr,
+                data_dir,
+                faults: demo::Faults {
+                    poison_every,
+                    fail_once,
+                },
                 ..DemoConfig::default()
             };
             let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use vortex_messages::pipeline::{PreparedBatch, RawBatch};
 use vortex_runtime::{
-    buffer_pool::BufferPool, resource_group::ResourceGroup, Actor, ActorError, Addr, Context,
-    PoolSpec, Runtime, SendError,
+    buffer_pool::BufferPool,
+    resource_group::{least_loaded, ResourceGroup},
+    Actor, ActorError, Addr, Context, PoolSpec, Runtime, SendError,
 };
 
 use crate::preprocessor::{
@@ -30,7 +31,8 @@ use crate::preprocessor::{
 /// on `Scale`; this is not).
 struct Shared {
     name: String,
-    group: Arc<ResourceGroup>,
+    /// The first is the config's group; a batch runs on the least-loaded of them.
+    groups: Vec<Arc<ResourceGroup>>,
     transform: Arc<dyn Transform>,
     pool: BufferPool,
     downstream: Arc<dyn Downstream<PreparedBatch>>,
@@ -54,7 +56,9 @@ impl Preprocessor {
         let stats = Arc::new(PreprocessorStats::default());
         let shared = Arc::new(Shared {
             name: config.name.clone(),
-            group: config.group,
+            groups: std::iter::once(config.group)
+                .chain(config.more_groups)
+                .collect(),
             transform: config.transform,
             pool: config.pool,
             downstream: Arc::new(downstream),
@@ -105,10 +109,8 @@ impl Actor for Preprocessor {
         let queue_wait = now_micros().saturating_sub(raw.created_at_micros);
         let (id, created_at_micros) = (raw.id, raw.created_at_micros);
         let shared = Arc::clone(&self.shared);
-        let task = self
-            .shared
-            .group
-            .run_async(move || transform_timed(&*shared.transform, raw, &shared.pool));
+        let group = least_loaded(&self.shared.groups).unwrap_or(&self.shared.groups[0]);
+        let task = group.run_async(move || transform_timed(&*shared.transform, raw, &shared.pool));
         let transformed = match task.await {
             Ok(transformed) => transformed,
             Err(error) => {
@@ -138,11 +140,25 @@ impl Actor for Preprocessor {
     }
 
     fn describe(&self) -> Option<String> {
+        let buffers = self.shared.pool.stats();
+        let lookups = buffers.hits + buffers.misses;
+        let hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            buffers.hits as f64 / lookups as f64
+        };
         Some(format!(
-            "transform={} group={} {}",
+            "transform={} group={} {} buffer_hit_rate={hit_rate:.3} pooled_bytes={} pooled_buffers={}",
             self.shared.transform.name(),
-            self.shared.group.name(),
-            self.shared.stats.snapshot()
+            self.shared
+                .groups
+                .iter()
+                .map(|group| group.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            self.shared.stats.snapshot(),
+            buffers.pooled_bytes,
+            buffers.pooled_buffers
         ))
     }
 }

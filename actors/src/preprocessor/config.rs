@@ -20,6 +20,7 @@ pub struct PreprocessorConfig {
     pub(crate) capacity: usize,
     pub(crate) batch_size: usize,
     pub(crate) group: Arc<ResourceGroup>,
+    pub(crate) more_groups: Vec<Arc<ResourceGroup>>,
     pub(crate) transform: Arc<dyn Transform>,
     pub(crate) pool: BufferPool,
     pub(crate) failures: Option<Arc<dyn Downstream<FailedBatch>>>,
@@ -45,10 +46,18 @@ impl PreprocessorConfig {
             capacity: DEFAULT_CAPACITY,
             batch_size: 1,
             group,
+            more_groups: Vec::new(),
             transform,
             pool,
             failures: None,
         }
+    }
+
+    /// Also runs on `group`: with more than one CPU group, each batch goes to the
+    /// least-loaded one (fewest active tasks, `resource_group::least_loaded`).
+    pub fn also_on(mut self, group: Arc<ResourceGroup>) -> Self {
+        self.more_groups.push(group);
+        self
     }
 
     /// Workers (actors sharing the mailbox) at start; `Scale{n}` changes it live. More

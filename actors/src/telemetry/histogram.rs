@@ -85,6 +85,21 @@ impl LatencyHistogram {
             .fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
     }
 
+    /// Adds per-bucket counts taken with the same bounds (`counts[i]` observations in
+    /// bucket `i`, not cumulative; one more than [`LATENCY_BUCKETS_SECONDS`], the last one
+    /// `+Inf`) and their total: how sampled runtime distributions are carried over exactly.
+    /// Extra entries are added to `+Inf`.
+    pub fn add_buckets(&self, counts: &[u64], sum_nanos: u64) {
+        let inner = &*self.inner;
+        let last = inner.buckets.len() - 1;
+        for (index, count) in counts.iter().enumerate() {
+            if *count > 0 {
+                inner.buckets[index.min(last)].fetch_add(*count, Ordering::Relaxed);
+            }
+        }
+        inner.sum_nanos.fetch_add(sum_nanos, Ordering::Relaxed);
+    }
+
     fn observe_nanos(&self, nanos: u64) {
         let inner = &*self.inner;
         // `le` is inclusive: a value equal to a bound belongs to that bucket.

@@ -1,11 +1,5 @@
-//! The Prometheus exposition endpoint: a deliberately small HTTP/1.1 server on a
-//! tokio `TcpListener`.
-//!
-//! Why hand-rolled and not hyper: the endpoint answers two fixed GET routes to a
-//! scraper on loopback, one request per connection. The whole protocol surface is
-//! the request head, which this file bounds explicitly (size, time, connection
-//! count); hyper would add a dependency tree larger than this crate for none of
-//! its strengths (keep-alive, bodies, HTTP/2).
+//! The exposition endpoint: `/metrics`, `/healthz` and `/status` over hyper 1 (HTTP/1.1,
+//! one request per connection) on a tokio `TcpListener`.
 //!
 //! # Behaviour
 //!
@@ -13,27 +7,55 @@
 //! |---|---|
 //! | `GET /metrics` | 200, [`OPENMETRICS_CONTENT_TYPE`], the registry's OpenMetrics text |
 //! | `GET /healthz` | 200, `text/plain`, `ok` |
-//! | `HEAD` of either | the same head, no body |
-//! | another method on either path | 405 with `Allow: GET, HEAD` |
+//! | `GET /status` | 200, `application/json`: `{"actors": [StatusReport…], "resource_groups": [ResourceGroupStatus…]}` (404 when the server has no runtime to ask) |
+//! | `HEAD` of any of these | the same head, no body |
+//! | another method on these paths | 405 with `Allow: GET, HEAD` |
 //! | any other path | 404 |
-//! | a head that does not parse | 400 |
-//! | a head larger than [`ExporterConfig::max_header_bytes`] | 431 (reading stops at the limit) |
-//! | no complete head within [`ExporterConfig::header_timeout`] | 408 |
+//! | an absolute-form target (`GET http://host:port/metrics`) | routed by its path, like the origin form |
+//! | a head that does not parse | 400 (hyper) |
+//! | a head larger than [`ExporterConfig::max_header_bytes`] | 431 (hyper) |
+//! | no complete head within [`ExporterConfig::header_timeout`] | the connection is closed |
+//! | a response the client does not read within [`ExporterConfig::write_timeout`] | the connection is closed |
 //!
-//! Every response carries `Connection: close`; the server closes after one
-//! response. OpenMetrics 1.0 is the content type because `prometheus-client`
-//! renders exactly that format (with the `# EOF` trailer); Prometheus negotiates it.
+//! Every response carries `Connection: close` (no keep-alive: a scraper sends one request
+//! every few seconds, and a kept-alive idle connection would hold a connection slot).
+//!
+//! # Connection limit
+//!
+//! At most [`ExporterConfig::max_connections`] connections are served at once. When a new
+//! client arrives at the limit, the oldest connection that has not yet sent a complete
+//! request head is closed to make room: idle or slow clients cannot lock a scraper out,
+//! they are shed first. Only when every slot is busy answering does the new client wait
+//! (each answer is bounded by the write timeout).
+//!
+//! # Accept errors
+//!
+//! A failed `accept` (out of file descriptors, a reset before accept) is logged and
+//! retried after a back-off that doubles from 5 ms to 1 s and resets on the next success,
+//! so a persistent error cannot spin a core.
+//!
+//! OpenMetrics 1.0 is the content type because `prometheus-client` renders exactly that
+//! format (with the `# EOF` trailer); Prometheus negotiates it.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::timeout;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use vortex_messages::{ActorKind, Control, ControlReply};
+use vortex_runtime::RuntimeObserver;
 
 use crate::telemetry::error::TelemetryError;
 use crate::telemetry::metrics::encode_text;
@@ -43,20 +65,35 @@ use crate::telemetry::spans;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Where and how the exporter listens.
+/// The `Content-Type` of `GET /status`.
+pub const STATUS_CONTENT_TYPE: &str = "application/json";
+
+/// Where and how the exporter listens, and how long it keeps series of vanished actors.
 #[derive(Clone, Debug)]
 pub struct ExporterConfig {
     /// Listening address. Default `127.0.0.1:9464` (loopback only); port 0 picks a
     /// free port, reported by [`MetricsServer::local_addr`].
     pub addr: SocketAddr,
-    /// Largest accepted request head (request line plus headers). Default 8 KiB.
+    /// Largest accepted request head (request line plus headers). Default 8 KiB (hyper's
+    /// minimum buffer; smaller values are raised to it).
     pub max_header_bytes: usize,
     /// Time allowed for a client to send its request head. Default 5 s.
     pub header_timeout: Duration,
-    /// Connections served at once; further clients wait in the accept backlog. Default 64.
+    /// Time allowed for a response to be written (a client that does not read is cut).
+    /// Default 10 s.
+    pub write_timeout: Duration,
+    /// Connections served at once (see the module docs: idle ones are shed first).
+    /// Default 64.
     pub max_connections: usize,
     /// On shutdown, how long in-flight responses may take before they are cut. Default 5 s.
     pub shutdown_grace: Duration,
+    /// How long the series of an actor that is no longer registered stay exported (so a
+    /// scraper sees its last values) before they are removed: the label cardinality stays
+    /// bounded by the actors alive within this window. Default 5 minutes.
+    pub series_grace: Duration,
+    /// The name of the supervisor [`RuntimeExporter`](crate::telemetry::RuntimeExporter)
+    /// starts; its children are `<name>-sampler` and `<name>-http`. Default `exporter`.
+    pub name: String,
 }
 
 impl Default for ExporterConfig {
@@ -65,14 +102,48 @@ impl Default for ExporterConfig {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9464)),
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
             max_connections: 64,
             shutdown_grace: Duration::from_secs(5),
+            series_grace: Duration::from_secs(300),
+            name: "exporter".to_owned(),
         }
     }
 }
 
-/// A running exporter. [`shutdown`](Self::shutdown) stops it gracefully; dropping
-/// the handle stops it too, without waiting.
+/// What the server answers from: the metrics registry and, for `/status`, a runtime.
+#[derive(Clone)]
+pub struct Endpoints {
+    registry: Arc<Registry>,
+    observer: Option<RuntimeObserver>,
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("status", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoints {
+    /// `/metrics` from `registry`; no `/status`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            observer: None,
+        }
+    }
+
+    /// Also answers `/status` from `observer`'s runtime.
+    pub fn with_status(mut self, observer: RuntimeObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+/// A running server. [`shutdown`](Self::shutdown) stops it gracefully; dropping the
+/// handle stops it too, without waiting.
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
@@ -86,16 +157,25 @@ impl MetricsServer {
         config: ExporterConfig,
         registry: Arc<Registry>,
     ) -> Result<Self, TelemetryError> {
-        let listener =
-            TcpListener::bind(config.addr)
-                .await
-                .map_err(|source| TelemetryError::Bind {
-                    addr: config.addr,
-                    source,
-                })?;
+        Self::bind_endpoints(config, Endpoints::new(registry)).await
+    }
+
+    /// Binds `config.addr` and serves `endpoints`.
+    pub async fn bind_endpoints(
+        config: ExporterConfig,
+        endpoints: Endpoints,
+    ) -> Result<Self, TelemetryError> {
+        let listener = Arc::new(bind(config.addr).await?);
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, Arc::new(config), registry, stopped));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(config),
+            endpoints,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         tracing::info!(%local_addr, "metrics exporter listening");
         Ok(Self {
             local_addr,
@@ -124,305 +204,211 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        // Dropping `stop` also ends the accept loop; aborting cuts in-flight work.
         self.task.abort();
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// Binds a listener at `addr` with a typed error.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, TelemetryError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Bind { addr, source })
+}
+
+/// One served connection, as the shedding rule sees it.
+struct Tracked {
+    /// Set once hyper has parsed a complete request head on it.
+    answering: Arc<AtomicBool>,
+    abort: AbortHandle,
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts and serves connections on `listener` until `stop` completes; then lets
+/// in-flight responses finish within the shutdown grace. Dropping the future (aborting
+/// its task) cuts every connection at once; the listener stays open for the next loop.
+pub(crate) async fn accept_loop(
+    listener: Arc<TcpListener>,
     config: Arc<ExporterConfig>,
-    registry: Arc<Registry>,
-    mut stopped: oneshot::Receiver<()>,
+    endpoints: Endpoints,
+    stop: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut connections = JoinSet::new();
+    let mut tracked: VecDeque<Tracked> = VecDeque::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(stop);
     loop {
-        // Reap finished connections so the set holds at most about `max_connections`.
         while connections.try_join_next().is_some() {}
-        // Holding a permit before accepting bounds the connections served at once;
-        // further clients wait in the kernel's accept backlog.
-        let permit = tokio::select! {
-            _ = &mut stopped => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        tracked.retain(|conn| !conn.abort.is_finished());
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = tokio::select! {
-            _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Per-connection accept errors (the peer reset first, fd pressure) are not fatal.
-                Err(error) => {
-                    tracing::debug!(%error, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let config = Arc::clone(&config);
-        let registry = Arc::clone(&registry);
-        connections.spawn(async move {
-            let _permit = permit;
-            if let Err(error) = serve(stream, &config, &registry).await {
-                tracing::debug!(%peer, %error, "metrics connection ended with an error");
+        let stream = match accepted {
+            Ok((stream, _peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
             }
-        });
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "metrics exporter: accept failed");
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // At the limit: shed the oldest connection still waiting for its head.
+                if let Some(index) = tracked.iter().position(|c| !c.answering.load(Relaxed)) {
+                    if let Some(idle) = tracked.remove(index) {
+                        idle.abort.abort();
+                    }
+                }
+                let acquire = Arc::clone(&permits).acquire_owned();
+                match tokio::select! {
+                    _ = &mut stop => break,
+                    permit = acquire => permit,
+                } {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                }
+            }
+        };
+        let answering = Arc::new(AtomicBool::new(false));
+        let abort = connections.spawn(serve_connection(
+            stream,
+            Arc::clone(&config),
+            endpoints.clone(),
+            Arc::clone(&answering),
+            permit,
+        ));
+        tracked.push_back(Tracked { answering, abort });
     }
     drop(listener);
-    let drained = timeout(config.shutdown_grace, async {
+    let grace = config.shutdown_grace;
+    if tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
-    .await;
-    if drained.is_err() {
+    .await
+    .is_err()
+    {
         connections.abort_all();
     }
 }
 
-/// Why a request head was not accepted.
-#[derive(Debug, PartialEq, Eq)]
-enum HeadError {
-    Malformed,
-    TooLarge,
-    /// No complete head arrived within the header timeout.
-    TimedOut,
-    /// The client closed before sending anything: no response is owed.
-    Empty,
-}
-
-async fn serve(
-    mut stream: TcpStream,
-    config: &ExporterConfig,
-    registry: &Registry,
-) -> std::io::Result<()> {
-    let head = match timeout(
-        config.header_timeout,
-        read_head(&mut stream, config.max_header_bytes),
-    )
-    .await
-    {
-        Ok(result) => result?,
-        Err(_elapsed) => Err(HeadError::TimedOut),
-    };
-    let response = match head {
-        Ok(head) => respond(&head, registry),
-        Err(HeadError::Malformed) => Response::text(400, "Bad Request", "bad request\n"),
-        Err(HeadError::TooLarge) => Response::text(
-            431,
-            "Request Header Fields Too Large",
-            "request header fields too large\n",
-        ),
-        Err(HeadError::TimedOut) => Response::text(408, "Request Timeout", "request timeout\n"),
-        Err(HeadError::Empty) => return Ok(()),
-    };
-    response.write_to(&mut stream).await?;
-    stream.shutdown().await?;
-    // Read (and discard) a bounded remainder so that closing with unread bytes does
-    // not reset the connection before the client has read the response.
-    let mut scratch = [0u8; 4096];
-    let mut budget: usize = 64 * 1024;
-    let _ = timeout(Duration::from_millis(500), async {
-        while budget > 0 {
-            match stream.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => budget = budget.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-    Ok(())
-}
-
-/// Reads until the blank line that ends the head, never buffering more than `limit` bytes.
-async fn read_head(
-    stream: &mut TcpStream,
-    limit: usize,
-) -> std::io::Result<Result<Vec<u8>, HeadError>> {
-    let mut head = Vec::with_capacity(1024.min(limit));
-    let mut chunk = [0u8; 1024];
-    loop {
-        let room = (limit + 1).saturating_sub(head.len()).min(chunk.len());
-        let read = stream.read(&mut chunk[..room]).await?;
-        if read == 0 {
-            return Ok(Err(if head.is_empty() {
-                HeadError::Empty
-            } else {
-                HeadError::Malformed
-            }));
-        }
-        // Search only where the terminator can newly appear.
-        let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..read]);
-        if let Some(end) = find_head_end(&head[from..]) {
-            head.truncate(from + end);
-            return Ok(Ok(head));
-        }
-        if head.len() > limit {
-            return Ok(Err(HeadError::TooLarge));
-        }
+async fn serve_connection(
+    stream: TcpStream,
+    config: Arc<ExporterConfig>,
+    endpoints: Endpoints,
+    answering: Arc<AtomicBool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        answering.store(true, Relaxed);
+        let endpoints = endpoints.clone();
+        async move { Ok::<_, Infallible>(route(&request, &endpoints).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .keep_alive(false)
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), service);
+    // The head has `header_timeout`; the response then has `write_timeout`.
+    let budget = config.header_timeout + config.write_timeout;
+    match tokio::time::timeout(budget, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "metrics exporter: connection ended"),
+        Err(_) => tracing::debug!("metrics exporter: connection cut at its time budget"),
     }
 }
 
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
-}
+type Reply = Response<Full<Bytes>>;
 
-/// The parts of a request head this server routes on.
-#[derive(Debug, PartialEq, Eq)]
-struct RequestLine<'a> {
-    method: &'a str,
-    path: &'a str,
-}
-
-fn parse_head(head: &[u8]) -> Result<RequestLine<'_>, HeadError> {
-    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed)?;
-    let mut lines = text.split("\r\n");
-    let request_line = lines.next().ok_or(HeadError::Malformed)?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HeadError::Malformed);
-    };
-    let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-    if !method_ok || !target.starts_with('/') || !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
-        return Err(HeadError::Malformed);
-    }
-    for header in lines.filter(|line| !line.is_empty()) {
-        let (name, _value) = header.split_once(':').ok_or(HeadError::Malformed)?;
-        if name.is_empty()
-            || name
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(HeadError::Malformed);
-        }
-    }
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
-    Ok(RequestLine { method, path })
-}
-
-fn respond(head: &[u8], registry: &Registry) -> Response {
-    let Ok(request) = parse_head(head) else {
-        return Response::text(400, "Bad Request", "bad request\n");
-    };
-    let mut response = route(&request, registry);
-    // A HEAD response has the GET response's head, whatever the status.
-    response.head_only = request.method == "HEAD";
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
-fn route(request: &RequestLine<'_>, registry: &Registry) -> Response {
-    if !matches!(request.path, "/metrics" | "/healthz") {
-        return Response::text(404, "Not Found", "not found\n");
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+async fn route(request: &Request<Incoming>, endpoints: &Endpoints) -> Reply {
+    // `uri().path()` is the path of an origin-form (`/metrics`) and of an absolute-form
+    // (`http://host/metrics`) target alike.
+    let path = request.uri().path();
+    let known = matches!(path, "/metrics" | "/healthz")
+        || (path == "/status" && endpoints.observer.is_some());
+    if !known {
+        return reply(StatusCode::NOT_FOUND, PLAIN, "not found\n");
     }
-    if !matches!(request.method, "GET" | "HEAD") {
-        let mut response = Response::text(405, "Method Not Allowed", "method not allowed\n");
-        response.allow = true;
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            PLAIN,
+            "method not allowed\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    if request.path == "/healthz" {
-        return Response::text(200, "OK", "ok");
-    }
-    let _span = spans::scrape_span().entered();
-    match encode_text(registry) {
-        Ok(body) => Response {
-            status: 200,
-            reason: "OK",
-            content_type: OPENMETRICS_CONTENT_TYPE,
-            body: body.into_bytes(),
-            allow: false,
-            head_only: false,
+    match path {
+        "/metrics" => {
+            let _span = spans::scrape_span().entered();
+            match encode_text(&endpoints.registry) {
+                Ok(text) => reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, text),
+                Err(error) => {
+                    tracing::error!(%error, "metrics exporter: encoding failed");
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        PLAIN,
+                        "encoding failed\n",
+                    )
+                }
+            }
+        }
+        "/healthz" => reply(StatusCode::OK, PLAIN, "ok"),
+        _ => match &endpoints.observer {
+            Some(observer) => reply(
+                StatusCode::OK,
+                STATUS_CONTENT_TYPE,
+                status_json(observer).await,
+            ),
+            None => reply(StatusCode::NOT_FOUND, PLAIN, "not found\n"),
         },
-        Err(error) => {
-            tracing::warn!(%error, "encoding metrics failed");
-            Response::text(500, "Internal Server Error", "encoding metrics failed\n")
-        }
     }
 }
 
-struct Response {
-    status: u16,
-    reason: &'static str,
-    content_type: &'static str,
-    body: Vec<u8>,
-    allow: bool,
-    head_only: bool,
-}
-
-impl Response {
-    fn text(status: u16, reason: &'static str, body: &str) -> Self {
-        Self {
-            status,
-            reason,
-            content_type: "text/plain; charset=utf-8",
-            body: body.as_bytes().to_vec(),
-            allow: false,
-            head_only: false,
-        }
-    }
-
-    async fn write_to(&self, stream: &mut TcpStream) -> std::io::Result<()> {
-        let allow = if self.allow {
-            "Allow: GET, HEAD\r\n"
+/// Every actor's `StatusReport` (asked with `Control::Status`, so it carries the actor's
+/// `describe` detail; the runtime's sampled status where the ask fails) and every
+/// resource group, as JSON.
+pub async fn status_json(observer: &RuntimeObserver) -> String {
+    let mut actors = Vec::new();
+    for status in observer.statuses() {
+        let asked = if status.kind == ActorKind::Supervisor {
+            None
         } else {
-            ""
+            match observer.control(&status.name, Control::Status).await {
+                Ok(ControlReply::Status(report)) => Some(report),
+                _ => None,
+            }
         };
-        let head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
-            self.status,
-            self.reason,
-            self.content_type,
-            self.body.len(),
-        );
-        stream.write_all(head.as_bytes()).await?;
-        if !self.head_only {
-            stream.write_all(&self.body).await?;
-        }
-        stream.flush().await
+        actors.push(asked.unwrap_or(status));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The expected `(method, path)` of a request head, or why it is refused.
-    type Expected = Result<(&'static str, &'static str), HeadError>;
-
-    #[test]
-    fn request_heads_parse_as_a_table() {
-        let table: &[(&str, Expected)] = &[
-            (
-                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-                Ok(("GET", "/metrics")),
-            ),
-            (
-                "HEAD /healthz?verbose=1 HTTP/1.0\r\n\r\n",
-                Ok(("HEAD", "/healthz")),
-            ),
-            ("GET /metrics\r\n\r\n", Err(HeadError::Malformed)),
-            ("GET metrics HTTP/1.1\r\n\r\n", Err(HeadError::Malformed)),
-            ("get /metrics HTTP/1.1\r\n\r\n", Err(HeadError::Malformed)),
-            ("GET /metrics HTTP/2\r\n\r\n", Err(HeadError::Malformed)),
-            (
-                "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
-                Err(HeadError::Malformed),
-            ),
-            ("GET  /metrics HTTP/1.1\r\n\r\n", Err(HeadError::Malformed)),
-        ];
-        for (head, expected) in table {
-            let parsed = parse_head(head.as_bytes()).map(|r| (r.method, r.path));
-            assert_eq!(&parsed, expected, "{head:?}");
-        }
-    }
-
-    #[test]
-    fn head_end_is_found_across_chunks() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
-    }
+    let body = serde_json::json!({
+        "actors": actors,
+        "resource_groups": observer.resource_groups(),
+    });
+    body.to_string()
 }

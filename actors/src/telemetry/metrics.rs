@@ -14,18 +14,18 @@
 //!
 //! | metric | fed by |
 //! |---|---|
-//! | [`MESSAGES_HANDLED`], [`HANDLER_LATENCY_SECONDS`], [`MAILBOX_DEPTH`], [`ACTOR_RESTARTS`], [`DEAD_LETTERS`] | the runtime, through [`ActorMetrics`] |
+//! | [`MESSAGES_HANDLED`], [`HANDLER_LATENCY_SECONDS`], [`MAILBOX_DEPTH`], [`ACTOR_RESTARTS`], [`DEAD_LETTERS`] | the runtime (its per-actor atomics, read by the [`RuntimeSampler`](crate::telemetry::RuntimeSampler)), through [`ActorMetrics`] |
 //! | [`POOL_SIZE`] | the runtime, through [`PoolMetrics`] |
-//! | [`BATCH_LATENCY_SECONDS`], [`PREPROCESS_LATENCY_SECONDS`] | `BatchFinished` events |
-//! | [`JOURNAL_FSYNC_LATENCY_SECONDS`] | `JournalFsynced` events |
+//! | [`BATCH_LATENCY_SECONDS`], [`PREPROCESS_LATENCY_SECONDS`] | the launcher's `BatchFinished` events (the preprocess time is measured by the preprocessor and carried in the batch) |
+//! | [`JOURNAL_FSYNC_LATENCY_SECONDS`] | the journal writer, per `fdatasync` (`JournalActorConfig::metrics`); and `JournalFsynced` events |
 //! | [`TIMER_LAG_SECONDS`] | the scheduler, through [`MetricsSink::timer_lag`]; and `TimerLagged` events |
-//! | [`CONTROL_COMMANDS_APPLIED`] | `ControlApplied` events |
+//! | [`CONTROL_COMMANDS_APPLIED`] | the runtime's count of applied commands (`RuntimeObserver::control_counts`), read by the sampler |
 //! | [`DEVICE_UTILISATION_RATIO`], [`DEVICE_MEMORY_USED_BYTES`], [`DEVICE_MEMORY_TOTAL_BYTES`], [`DEVICE_TEMPERATURE_CELSIUS`] | `DeviceSampled` events |
 //! | [`LAUNCHER_DATA_STALL_RATIO`] | `LauncherSampled` events |
 //! | [`MAILBOX_DEPTH`] (also) | `MailboxDepthSampled` events (a gauge set is idempotent) |
 //!
-//! Restart and dead-letter *events* are not counted by [`MetricsSink::observe`]:
-//! the runtime counts them through [`ActorMetrics`], and counting both would count
+//! Restart, dead-letter and control-applied *events* are not counted by
+//! [`MetricsSink::observe`]: the runtime counts them, and counting both would count
 //! twice.
 //!
 //! # Names and labels
@@ -55,7 +55,8 @@ use vortex_messages::telemetry::TelemetryEvent;
 pub const MESSAGES_HANDLED: &str = "vortex_messages_handled";
 /// Gauge: messages waiting in an actor's data mailbox.
 pub const MAILBOX_DEPTH: &str = "vortex_mailbox_depth";
-/// Histogram: time spent in an actor's handler per message.
+/// Histogram: time an actor's handlers took per batch drain (one drain handles 1 to
+/// `batch_size` messages back to back; a shallow mailbox gives drains of one message).
 pub const HANDLER_LATENCY_SECONDS: &str = "vortex_handler_latency_seconds";
 /// Counter: restarts of an actor by its supervisor.
 pub const ACTOR_RESTARTS: &str = "vortex_actor_restarts";
@@ -175,7 +176,7 @@ impl MetricsSink {
         );
         r.register(
             HANDLER_LATENCY_SECONDS,
-            "Handler time per message",
+            "Handler time per batch drain (1 to batch_size messages)",
             f.handler_latency.clone(),
         );
         r.register(
@@ -263,6 +264,38 @@ impl MetricsSink {
         self.families.timer_lag.clone()
     }
 
+    /// The counter of `command` applied to `actor` with `outcome` (`ok` or `error`).
+    pub fn control_applied(&self, actor: &str, command: &str, succeeded: bool) -> Counter {
+        self.families
+            .control_applied
+            .get_or_create_owned(&control_labels(actor, command, succeeded))
+    }
+
+    /// Removes `actor`'s series (handled, depth, handler latency, restarts, dead letters,
+    /// pool size) from the exposition: for actors that no longer exist (bounded label
+    /// cardinality). Handles held elsewhere keep counting into nothing.
+    pub fn remove_actor(&self, actor: &str) {
+        let f = &*self.families;
+        let labels = ActorLabels {
+            actor: actor.to_owned(),
+        };
+        f.messages_handled.remove(&labels);
+        f.mailbox_depth.remove(&labels);
+        f.handler_latency.remove(&labels);
+        f.restarts.remove(&labels);
+        f.dead_letters.remove(&labels);
+        f.pool_size.remove(&PoolLabels {
+            pool: actor.to_owned(),
+        });
+    }
+
+    /// Removes one control-command series (see [`MetricsSink::remove_actor`]).
+    pub fn remove_control_applied(&self, actor: &str, command: &str, succeeded: bool) {
+        self.families
+            .control_applied
+            .remove(&control_labels(actor, command, succeeded));
+    }
+
     /// The handle for one pool. Call once when the pool is created.
     pub fn pool(&self, name: &str) -> PoolMetrics {
         let labels = PoolLabels {
@@ -297,14 +330,6 @@ impl MetricsSink {
                     .get_or_create(&labels)
                     .set(saturating_i64(e.depth));
             }
-            TelemetryEvent::ControlApplied(e) => {
-                let labels = ControlLabels {
-                    actor: e.actor.to_string(),
-                    command: e.command.to_string(),
-                    outcome: if e.succeeded { "ok" } else { "error" },
-                };
-                f.control_applied.get_or_create(&labels).inc();
-            }
             TelemetryEvent::DeviceSampled(e) => {
                 let labels = DeviceLabels { device: e.device };
                 let ratio = f64::from(e.utilisation_percent) / 100.0;
@@ -331,6 +356,14 @@ impl MetricsSink {
         while let Some(event) = subscription.recv().await {
             self.observe(&event);
         }
+    }
+}
+
+fn control_labels(actor: &str, command: &str, succeeded: bool) -> ControlLabels {
+    ControlLabels {
+        actor: actor.to_owned(),
+        command: command.to_owned(),
+        outcome: if succeeded { "ok" } else { "error" },
     }
 }
 
@@ -370,15 +403,11 @@ impl ActorMetrics {
         self.dead_letters.inc();
     }
 
-    /// `n` more messages handled that took `total` in their handlers together (from
-    /// sampled counters): counted, and recorded in the latency histogram at their mean.
-    pub fn add_handled_with_time(&self, n: u64, total: Duration) {
-        if n == 0 {
-            return;
-        }
-        self.handled.inc_by(n);
-        let mean = total / u32::try_from(n).unwrap_or(u32::MAX);
-        self.latency.observe_many(mean, n);
+    /// Batch drains sampled from the runtime: per-bucket counts with the
+    /// [`LATENCY_BUCKETS_SECONDS`](crate::telemetry::histogram::LATENCY_BUCKETS_SECONDS)
+    /// bounds, and their total time (see [`LatencyHistogram::add_buckets`]).
+    pub fn add_handler_batches(&self, counts: &[u64], sum_nanos: u64) {
+        self.latency.add_buckets(counts, sum_nanos);
     }
 
     /// `n` more messages handled (from a sampled counter; no latency sample).
@@ -423,7 +452,7 @@ mod tests {
 
     use super::*;
     use vortex_messages::telemetry::{
-        BatchFinished, ControlApplied, DeviceSampled, JournalFsynced, LauncherSampled, TimerLagged,
+        BatchFinished, DeviceSampled, JournalFsynced, LauncherSampled, TimerLagged,
     };
 
     /// Touches every metric once so that every family has a series.
@@ -434,7 +463,8 @@ mod tests {
         actor.restarted();
         actor.dead_lettered();
         sink.pool("preprocess").set_size(4);
-        let events: [TelemetryEvent; 6] = [
+        sink.control_applied("a", "pause", true).inc();
+        let events: [TelemetryEvent; 5] = [
             BatchFinished {
                 at_micros: 1,
                 batch_id: 1,
@@ -459,13 +489,6 @@ mod tests {
                 timer_id: 9,
                 target: "a".into(),
                 lag_micros: 1_500,
-            }
-            .into(),
-            ControlApplied {
-                at_micros: 1,
-                actor: "a".into(),
-                command: "pause".into(),
-                succeeded: true,
             }
             .into(),
             DeviceSampled {

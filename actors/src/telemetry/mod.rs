@@ -12,9 +12,11 @@
 //! - [`metrics`] — stable `vortex_` metric names, [`MetricsSink`] and its lock-free
 //!   per-actor handles, over one `prometheus-client` registry per runtime.
 //! - [`histogram`] — the lock-free [`LatencyHistogram`] behind every latency metric.
-//! - [`http`] — [`MetricsServer`], the `/metrics` + `/healthz` endpoint.
+//! - [`http`] — [`MetricsServer`], the `/metrics`, `/healthz` and `/status` endpoint on
+//!   hyper 1, with timeouts, a connection limit that sheds idle clients, accept back-off.
 //! - [`publisher`] — [`TelemetryPublisher`], the actor that fans events out.
-//! - [`exporter`] — [`RuntimeExporter`]: samples a runtime's counters and serves them.
+//! - [`exporter`] — [`RuntimeExporter`]: a supervisor with the sampler actor
+//!   ([`SamplerActor`], [`RuntimeSampler`]) and the HTTP server actor ([`HttpActor`]).
 //! - [`spans`] — span-name constants, span helpers, [`init_tracing`].
 //! - [`error`] — [`TelemetryError`].
 //!
@@ -49,10 +51,15 @@ pub mod publisher;
 pub mod spans;
 
 pub use error::TelemetryError;
-pub use exporter::{RuntimeExporter, RuntimeSampler};
+pub use exporter::{
+    HttpActor, HttpMessage, RuntimeExporter, RuntimeSampler, SamplerActor, SamplerMessage,
+};
 pub use fanout::{Subscription, TelemetryHub};
 pub use histogram::LatencyHistogram;
-pub use http::{ExporterConfig, MetricsServer, OPENMETRICS_CONTENT_TYPE};
+pub use http::{
+    status_json, Endpoints, ExporterConfig, MetricsServer, OPENMETRICS_CONTENT_TYPE,
+    STATUS_CONTENT_TYPE,
+};
 pub use metrics::{encode_text, ActorMetrics, MetricsSink, PoolMetrics};
 /// The `prometheus-client` crate, re-exported so callers build the one [`Registry`] per
 /// runtime without naming the dependency themselves.

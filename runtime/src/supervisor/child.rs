@@ -64,6 +64,11 @@ pub(crate) trait Child: Send + Sync + 'static {
     fn kill(&self);
     /// It stopped for good and its supervisor forgot it: release its name.
     fn forget(&self) {}
+    /// The running incarnation's `describe` detail (asked through its control lane), if
+    /// it is running and has one. A pool's `Status` carries its first worker's.
+    fn describe(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// The running incarnation: its kameo cell and its halt flag.
@@ -249,6 +254,18 @@ impl<A: Actor> Child for ActorChild<A> {
         if let Some(cell) = self.current_cell() {
             cell.kill();
         }
+    }
+
+    fn describe(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            self.current_cell()?;
+            match self.control(Control::Status).await {
+                Ok(ControlReply::Status(report)) if !report.detail.is_empty() => {
+                    Some(report.detail)
+                }
+                _ => None,
+            }
+        })
     }
 
     fn forget(&self) {
