@@ -146,22 +146,26 @@ impl Pipeline {
     /// Runs `rows` items of `input` through `compute`, writing `rows × out_features`
     /// values to `output` (replacing its contents). `compute(gpu, input, rows, output)`
     /// queues the work for one chunk on the compute stream and returns.
-    pub fn run<F>(
+    /// An error of `compute` ends the run and is returned as it is (`E` carries the
+    /// pipeline's own [`CudaError`]s too).
+    pub fn run<F, E>(
         &mut self,
         input: &[f32],
         rows: usize,
         output: &mut Vec<f32>,
         mut compute: F,
-    ) -> Result<PipelineTimings, CudaError>
+    ) -> Result<PipelineTimings, E>
     where
-        F: FnMut(&Gpu, &CudaSlice<f32>, usize, &mut CudaSlice<f32>) -> Result<(), CudaError>,
+        F: FnMut(&Gpu, &CudaSlice<f32>, usize, &mut CudaSlice<f32>) -> Result<(), E>,
+        E: From<CudaError>,
     {
         let (inputs, outputs) = (self.in_features, self.out_features);
         if Some(input.len()) != rows.checked_mul(inputs) {
             return Err(CudaError::Shape(format!(
                 "{} input values for {rows} items of {inputs}",
                 input.len()
-            )));
+            ))
+            .into());
         }
         output.clear();
         output.resize(rows * outputs, 0.0);
