@@ -29,8 +29,7 @@ use crate::launcher::{
     kernel::Kernel,
 };
 
-/// Items per pipeline chunk unless configured otherwise.
-pub const DEFAULT_CHUNK_ROWS: usize = 256;
+pub use crate::launcher::discover::DEFAULT_CHUNK_ROWS;
 
 /// How to open a [`CudaDevice`].
 #[derive(Debug, Clone)]

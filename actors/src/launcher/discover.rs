@@ -5,6 +5,10 @@ use crate::launcher::device::ComputeDevice;
 #[cfg(feature = "cuda-backend")]
 use crate::nvml::Inventory;
 
+/// Items per CUDA pipeline chunk unless configured otherwise: a batch of more items is
+/// cut into chunks whose copies overlap the previous chunk's compute.
+pub const DEFAULT_CHUNK_ROWS: usize = 256;
+
 /// Why no CUDA device is used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

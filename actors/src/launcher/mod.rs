@@ -85,9 +85,9 @@ pub use actor::{LaunchRequest, Launcher, LauncherHandle};
 pub use config::{LauncherConfig, DEFAULT_MAX_PREFETCH_DEPTH, DEFAULT_PREFETCH_DEPTH};
 pub use cpu::{CpuBuffer, CpuDevice};
 #[cfg(feature = "cuda-backend")]
-pub use cuda::{CudaBuffer, CudaDevice, CudaLaunch, CudaOptions, CudaWeights, DEFAULT_CHUNK_ROWS};
+pub use cuda::{CudaBuffer, CudaDevice, CudaLaunch, CudaOptions, CudaWeights};
 pub use device::{BatchOutput, BatchTimings, ComputeDevice, DeviceBuffer, DeviceKind};
-pub use discover::{cuda_devices, cuda_or_cpu, NoCudaDevice};
+pub use discover::{cuda_devices, cuda_or_cpu, NoCudaDevice, DEFAULT_CHUNK_ROWS};
 pub use error::{DeviceError, KernelError, LauncherError};
 pub use kernel::{CpuLaunch, Kernel, KernelRegistry, MlpKernel};
 #[cfg(feature = "mlx")]
