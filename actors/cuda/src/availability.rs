@@ -39,6 +39,24 @@ pub fn device_count() -> Result<usize, CudaError> {
     if !driver_present() {
         return Err(CudaError::DriverMissing);
     }
-    let count = CudaContext::device_count().map_err(CudaError::driver("cuDeviceGetCount"))?;
+    let count = guarded("cuInit", CudaContext::device_count)?
+        .map_err(CudaError::driver("cuDeviceGetCount"))?;
     Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// Runs `call`, turning a panic into [`CudaError::Driver`]. cudarc panics when a library
+/// lacks a symbol its bindings expect (a driver older than the pinned CUDA version): that
+/// means "no usable CUDA device", not a crash.
+pub(crate) fn guarded<T>(call: &'static str, f: impl FnOnce() -> T) -> Result<T, CudaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".to_owned());
+        CudaError::Driver {
+            call,
+            reason: format!("cudarc panicked (driver older than CUDA {CUDA_MAJOR}?): {reason}"),
+        }
+    })
 }

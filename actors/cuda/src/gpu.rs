@@ -66,6 +66,10 @@ impl Gpu {
     /// panics without them, so this looks first), creates the context, both streams, the
     /// cuBLAS handle, and loads the bias/activation PTX.
     pub fn open(ordinal: usize) -> Result<Gpu, CudaError> {
+        availability::guarded("open device", || Self::open_checked(ordinal))?
+    }
+
+    fn open_checked(ordinal: usize) -> Result<Gpu, CudaError> {
         let count = availability::device_count()?;
         if ordinal >= count {
             return Err(CudaError::NoDevice { ordinal, count });
