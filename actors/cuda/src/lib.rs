@@ -18,13 +18,15 @@
 //! - [`error`] — [`CudaError`].
 //!
 //! # CUDA version
-//! The bindings target CUDA 13.0 (feature `cuda-13`, driver 580+; cudarc then looks for
-//! `libcublas.so.13`) or CUDA 12.8 (feature `cuda-12`). Exactly one must be on: cudarc's
-//! bindings for two versions do not compile together.
+//! The bindings target CUDA 13.0 (feature `cuda-13`, the default, driver 580+; cudarc then
+//! looks for `libcublas.so.13`) or CUDA 12.8 (feature `cuda-12`). At most one may be on:
+//! cudarc's bindings for two versions do not compile together. With neither (as under
+//! `--no-default-features`) this crate is empty and cudarc is not built.
 //!
 //! # Example
 //! Without a GPU this prints why and returns; with one it runs a GEMM.
 //! ```
+//! # #[cfg(any(feature = "cuda-13", feature = "cuda-12"))] {
 //! match vortex_cuda::Gpu::open(0) {
 //!     Err(why) => println!("no CUDA device: {why}"),
 //!     Ok(gpu) => {
@@ -40,20 +42,32 @@
 //!         assert_eq!(host, [19.0, 22.0, 43.0, 50.0]);
 //!     }
 //! }
+//! # }
 //! ```
 
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub mod availability;
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub mod error;
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub mod gpu;
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub mod mlp;
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub mod pipeline;
 
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use availability::{cublas_present, device_count, driver_present, CUDA_MAJOR};
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use error::CudaError;
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use gpu::{nvml_uuid, Gpu, GpuInfo, BIAS_ACT_PTX};
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use mlp::{DeviceMlp, MlpWeights};
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use pipeline::{Pipeline, PipelineTimings};
 
 /// The cudarc device buffer type, re-exported so users of [`Pipeline::run`] need no
 /// direct cudarc dependency.
+#[cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 pub use cudarc::driver::CudaSlice;

@@ -4,6 +4,7 @@
 //!
 //! On a GPU: `cargo test --release -p vortex-cuda -- --nocapture` prints the copy/compute
 //! timeline of the pipeline test.
+#![cfg(any(feature = "cuda-13", feature = "cuda-12"))]
 
 use vortex_cuda::{CudaError, DeviceMlp, Gpu, MlpWeights, Pipeline};
 
