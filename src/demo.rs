@@ -399,14 +399,28 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let metrics = exporter.as_ref().map(|(exporter, _)| exporter.sink());
     let services = open_services(&rt, config.data_dir.as_deref(), metrics, &buffers).await?;
     let mut launchers = Vec::new();
+    // CUDA devices first when built with `--features cuda` and a GPU is present; CPU
+    // devices for the rest (said once, with the reason, when there is no GPU at all).
+    let mut gpus = crate::actors::launcher::cuda_devices(
+        devices as usize,
+        crate::actors::launcher::DEFAULT_CHUNK_ROWS,
+        None,
+    )
+    .unwrap_or_else(|reason| {
+        tracing::info!(%reason, "no CUDA device: the demo runs on CPU devices");
+        Vec::new()
+    })
+    .into_iter();
     for index in 0..devices {
-        let group = rt.resource_group(&format!("device-{index}"))?;
-        let device = ComputeDevice::Cpu(CpuDevice::new(
-            index,
-            group,
-            DEVICE_MEMORY_BYTES,
-            Duration::from_millis(100),
-        ));
+        let device = match gpus.next() {
+            Some(gpu) => gpu,
+            None => ComputeDevice::Cpu(CpuDevice::new(
+                index,
+                rt.resource_group(&format!("device-{index}"))?,
+                DEVICE_MEMORY_BYTES,
+                Duration::from_millis(100),
+            )),
+        };
         let mut launcher_config = LauncherConfig::with_kernel_named(
             format!("launcher-{index}"),
             device,

@@ -8,6 +8,8 @@
 //! - [`launcher`]: compute devices (a static-dispatch enum; `Cpu` on its own resource
 //!   group), kernels and their registry (a built-in MLP), one launcher per device, the
 //!   scoring router, device faults and rotation.
+//! - [`nvml`]: GPU inventory and health through NVML: one monitor actor owns the handle,
+//!   samples feed the `vortex_gpu_*` metrics, launchers ask it by message.
 //! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
 //!   store.
 //! - [`preprocessor`]: the CPU preprocessor pool: transforms on resource groups, pooled
@@ -19,6 +21,7 @@
 
 pub mod journal;
 pub mod launcher;
+pub mod nvml;
 pub mod preprocessor;
 pub mod scheduler;
 pub mod source;

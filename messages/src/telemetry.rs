@@ -62,6 +62,8 @@ pub enum TelemetryEvent {
     DeviceSampled(DeviceSampled),
     /// A periodic sample of how well one device launcher is fed.
     LauncherSampled(LauncherSampled),
+    /// A periodic NVML health sample of one GPU (power, clocks, throttling, energy).
+    GpuSampled(GpuSampled),
 }
 
 impl TelemetryEvent {
@@ -81,6 +83,7 @@ impl TelemetryEvent {
             Self::JournalRecovered(e) => e.at_micros,
             Self::DeviceSampled(e) => e.at_micros,
             Self::LauncherSampled(e) => e.at_micros,
+            Self::GpuSampled(e) => e.at_micros,
         }
     }
 
@@ -100,6 +103,7 @@ impl TelemetryEvent {
             Self::JournalRecovered(_) => "journal_recovered",
             Self::DeviceSampled(_) => "device_sampled",
             Self::LauncherSampled(_) => "launcher_sampled",
+            Self::GpuSampled(_) => "gpu_sampled",
         }
     }
 }
@@ -301,6 +305,44 @@ pub struct LauncherSampled {
     pub in_rotation: bool,
 }
 
+/// A periodic NVML health sample of one GPU. Readings the GPU does not support are NaN
+/// (floats) or `None`; memory comes from NVML's `memory_info`, while
+/// `memory_bus_busy_percent` is NVML's `utilization.memory` — how busy the memory bus was,
+/// not how much memory is used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuSampled {
+    /// Microseconds since the UNIX epoch.
+    pub at_micros: u64,
+    /// The GPU's NVML index.
+    pub device: DeviceId,
+    /// The GPU's UUID (`GPU-…`), stable across reboots and index changes.
+    pub uuid: Name,
+    /// Kernel-busy time over NVML's last sample period, 0–100 %.
+    pub utilisation_percent: f32,
+    /// Memory-bus busy time over NVML's last sample period, 0–100 %.
+    pub memory_bus_busy_percent: f32,
+    /// Device memory allocated, bytes (`memory_info.used`).
+    pub memory_used_bytes: u64,
+    /// Device memory free, bytes (`memory_info.free`).
+    pub memory_free_bytes: u64,
+    /// Device memory in total, bytes (`memory_info.total`).
+    pub memory_total_bytes: u64,
+    /// GPU die temperature, °C.
+    pub temperature_celsius: f32,
+    /// Power draw, watts.
+    pub power_watts: f32,
+    /// Enforced power limit, watts.
+    pub power_limit_watts: f32,
+    /// SM clock, MHz.
+    pub sm_clock_mhz: f32,
+    /// Memory clock, MHz.
+    pub memory_clock_mhz: f32,
+    /// NVML's throttle-reason bits (`nvmlClocksThrottleReason*`); `None` when unsupported.
+    pub throttle_reasons: Option<u64>,
+    /// Energy used since the driver loaded, millijoules (a counter); `None` when unsupported.
+    pub energy_millijoules: Option<u64>,
+}
+
 macro_rules! impl_from_event {
     ($($variant:ident),* $(,)?) => {
         $(impl From<$variant> for TelemetryEvent {
@@ -325,6 +367,7 @@ impl_from_event!(
     JournalRecovered,
     DeviceSampled,
     LauncherSampled,
+    GpuSampled,
 );
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! [`ComputeDevice`]: a compute device as a static-dispatch enum, one variant per backend
-//! (`Cpu` here; `Cuda` and `Mlx` join behind their cargo features). The launcher's hot
-//! loop matches on it; there is no trait object between a batch and its device.
+//! (`Cpu` always, `Cuda` behind the `cuda` features, the `Mlx` seam behind
+//! `mlx`). The launcher's hot loop matches on it; there is no trait object between a
+//! batch and its device.
 //!
 //! Operations: allocate and free device buffers, copy host→device and device→host,
 //! launch a kernel, synchronise, report memory and utilisation, and [`run`] a job where
@@ -22,6 +23,10 @@ use vortex_messages::{
 };
 use vortex_runtime::ResourceError;
 
+#[cfg(feature = "cuda-backend")]
+use crate::launcher::cuda::{CudaBuffer, CudaDevice};
+#[cfg(feature = "mlx")]
+use crate::launcher::mlx::{MlxBuffer, MlxDevice};
 use crate::launcher::{
     cpu::{CpuBuffer, CpuDevice},
     error::{DeviceError, KernelError},
@@ -34,12 +39,18 @@ use crate::launcher::{
 pub enum DeviceKind {
     /// Host CPU cores (a resource group).
     Cpu,
+    /// An NVIDIA GPU through CUDA (only constructed with the `cuda` feature).
+    Cuda,
+    /// Apple MLX: a seam, every operation unsupported (only constructed with `mlx`).
+    Mlx,
 }
 
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Mlx => "mlx",
         })
     }
 }
@@ -50,6 +61,12 @@ impl fmt::Display for DeviceKind {
 pub enum ComputeDevice {
     /// The CPU backend.
     Cpu(CpuDevice),
+    /// The CUDA backend (feature `cuda`).
+    #[cfg(feature = "cuda-backend")]
+    Cuda(CudaDevice),
+    /// The MLX seam (feature `mlx`): reports every operation unsupported.
+    #[cfg(feature = "mlx")]
+    Mlx(MlxDevice),
 }
 
 /// Memory on a device, from [`ComputeDevice::allocate`]. Dropping it frees it.
@@ -58,6 +75,12 @@ pub enum ComputeDevice {
 pub enum DeviceBuffer {
     /// Memory of a CPU device.
     Cpu(CpuBuffer),
+    /// Memory of a CUDA device.
+    #[cfg(feature = "cuda-backend")]
+    Cuda(CudaBuffer),
+    /// Memory of an MLX device (never handed out).
+    #[cfg(feature = "mlx")]
+    Mlx(MlxBuffer),
 }
 
 /// What running one batch took, per phase.
@@ -85,6 +108,10 @@ impl ComputeDevice {
     pub fn kind(&self) -> DeviceKind {
         match self {
             ComputeDevice::Cpu(_) => DeviceKind::Cpu,
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(_) => DeviceKind::Cuda,
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(_) => DeviceKind::Mlx,
         }
     }
 
@@ -92,6 +119,10 @@ impl ComputeDevice {
     pub fn index(&self) -> DeviceId {
         match self {
             ComputeDevice::Cpu(cpu) => cpu.index(),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.index(),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(mlx) => mlx.index(),
         }
     }
 
@@ -99,6 +130,10 @@ impl ComputeDevice {
     pub fn label(&self) -> &str {
         match self {
             ComputeDevice::Cpu(cpu) => cpu.label(),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.label(),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(mlx) => mlx.label(),
         }
     }
 
@@ -106,6 +141,10 @@ impl ComputeDevice {
     pub fn allocate(&self, elements: usize) -> Result<DeviceBuffer, DeviceError> {
         match self {
             ComputeDevice::Cpu(cpu) => cpu.allocate(elements).map(DeviceBuffer::Cpu),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.allocate(elements).map(DeviceBuffer::Cuda),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(mlx) => Err(mlx.unsupported("allocate")),
         }
     }
 
@@ -124,6 +163,14 @@ impl ComputeDevice {
             (ComputeDevice::Cpu(cpu), DeviceBuffer::Cpu(buffer)) => {
                 cpu.copy_to_device(host, buffer)
             }
+            #[cfg(feature = "cuda-backend")]
+            (ComputeDevice::Cuda(cuda), DeviceBuffer::Cuda(buffer)) => {
+                cuda.copy_to_device(host, buffer)
+            }
+            #[cfg(feature = "mlx")]
+            (ComputeDevice::Mlx(mlx), _) => Err(mlx.unsupported("copy_to_device")),
+            #[allow(unreachable_patterns)]
+            (device, _) => Err(foreign_buffer(device)),
         }
     }
 
@@ -138,6 +185,14 @@ impl ComputeDevice {
                 cpu.copy_to_host(buffer, host);
                 Ok(())
             }
+            #[cfg(feature = "cuda-backend")]
+            (ComputeDevice::Cuda(cuda), DeviceBuffer::Cuda(buffer)) => {
+                cuda.copy_to_host(buffer, host)
+            }
+            #[cfg(feature = "mlx")]
+            (ComputeDevice::Mlx(mlx), _) => Err(mlx.unsupported("copy_to_host")),
+            #[allow(unreachable_patterns)]
+            (device, _) => Err(foreign_buffer(device)),
         }
     }
 
@@ -153,6 +208,14 @@ impl ComputeDevice {
             (ComputeDevice::Cpu(cpu), DeviceBuffer::Cpu(input), DeviceBuffer::Cpu(output)) => {
                 cpu.launch(kernel, input, rows, output)
             }
+            #[cfg(feature = "cuda-backend")]
+            (ComputeDevice::Cuda(cuda), DeviceBuffer::Cuda(input), DeviceBuffer::Cuda(output)) => {
+                cuda.launch(kernel, input, rows, output)
+            }
+            #[cfg(feature = "mlx")]
+            (ComputeDevice::Mlx(mlx), _, _) => Err(mlx.unsupported("launch")),
+            #[allow(unreachable_patterns)]
+            (device, _, _) => Err(foreign_buffer(device)),
         }
     }
 
@@ -161,6 +224,10 @@ impl ComputeDevice {
     pub fn synchronize(&self) -> Result<(), DeviceError> {
         match self {
             ComputeDevice::Cpu(_) => Ok(()),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.synchronize(),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(mlx) => Err(mlx.unsupported("synchronize")),
         }
     }
 
@@ -168,6 +235,10 @@ impl ComputeDevice {
     pub fn memory_in_use(&self) -> u64 {
         match self {
             ComputeDevice::Cpu(cpu) => cpu.memory_in_use(),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.memory_in_use(),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(_) => 0,
         }
     }
 
@@ -175,6 +246,10 @@ impl ComputeDevice {
     pub fn memory_total(&self) -> Option<u64> {
         match self {
             ComputeDevice::Cpu(cpu) => Some(cpu.memory_total()),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => Some(cuda.memory_total()),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(_) => None,
         }
     }
 
@@ -182,12 +257,17 @@ impl ComputeDevice {
     pub fn utilisation(&self) -> Option<f64> {
         match self {
             ComputeDevice::Cpu(cpu) => cpu.utilisation(),
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => cuda.utilisation(),
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(_) => None,
         }
     }
 
     /// Runs `job` where the device's host-side work belongs, without blocking the caller's
-    /// thread (the CPU backend: on its resource group; the time counts as busy). A panic
-    /// in `job` is [`ResourceError::TaskPanicked`]: a crash, not a device fault.
+    /// thread (the CPU backend: on its resource group; CUDA: on the device's own pinned
+    /// host thread; the time counts as busy). A panic in `job` is
+    /// [`ResourceError::TaskPanicked`]: a crash, not a device fault.
     pub fn run<R, F>(
         &self,
         job: F,
@@ -197,17 +277,36 @@ impl ComputeDevice {
         R: Send + 'static,
     {
         let device = self.clone();
-        match self {
+        let run: futures::future::Either<_, ThreadRun<R>> = match self {
             ComputeDevice::Cpu(cpu) => {
                 let cpu = cpu.clone();
-                cpu.group().clone().run_async(move || {
+                futures::future::Either::Left(cpu.group().clone().run_async(move || {
                     let started = Instant::now();
                     let outcome = job(&device);
                     cpu.record_busy(started.elapsed());
                     outcome
+                }))
+            }
+            #[cfg(feature = "cuda-backend")]
+            ComputeDevice::Cuda(cuda) => {
+                let receiver = cuda.submit(move || job(&device));
+                futures::future::Either::Right(ThreadRun {
+                    receiver,
+                    label: cuda.label().to_owned(),
                 })
             }
-        }
+            #[cfg(feature = "mlx")]
+            ComputeDevice::Mlx(mlx) => {
+                // Every MLX operation fails at once: run the job here, nothing blocks.
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let _ = sender.send(Ok(job(&device)));
+                futures::future::Either::Right(ThreadRun {
+                    receiver,
+                    label: mlx.label().to_owned(),
+                })
+            }
+        };
+        run
     }
 
     /// Runs one prepared batch: checks it, allocates, copies in, launches, synchronises,
@@ -220,6 +319,14 @@ impl ComputeDevice {
     ) -> Result<BatchOutput, DeviceError> {
         let rows = batch.items as usize;
         let features = check_batch(self, kernel, batch)?;
+        #[cfg(feature = "cuda-backend")]
+        if let ComputeDevice::Cuda(cuda) = self {
+            return cuda.execute_batch(kernel, batch, features, out);
+        }
+        #[cfg(feature = "mlx")]
+        if let ComputeDevice::Mlx(mlx) = self {
+            return Err(mlx.unsupported("execute_batch"));
+        }
         let copy_started = Instant::now();
         let mut input = self.allocate(rows * features)?;
         self.copy_to_device(&batch.data, &mut input)?;
@@ -241,6 +348,41 @@ impl ComputeDevice {
             data,
             timings: BatchTimings { copy, compute },
         })
+    }
+}
+
+/// A buffer handed to a device it does not belong to.
+#[allow(dead_code)] // only reachable with a second backend compiled in
+fn foreign_buffer(device: &ComputeDevice) -> DeviceError {
+    DeviceError::CopyFailed {
+        device: device.label().to_owned(),
+        reason: "the buffer belongs to another backend".to_owned(),
+    }
+}
+
+/// The result of a job on a device's own host thread (CUDA; the MLX seam answers at once).
+#[allow(dead_code)] // constructed only with the `cuda` or `mlx` feature
+struct ThreadRun<R> {
+    receiver: tokio::sync::oneshot::Receiver<Result<R, ResourceError>>,
+    label: String,
+}
+
+impl<R> Future for ThreadRun<R> {
+    type Output = Result<R, ResourceError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|received| {
+                received.unwrap_or_else(|_| {
+                    Err(ResourceError::TaskDropped {
+                        group: self.label.clone(),
+                    })
+                })
+            })
     }
 }
 

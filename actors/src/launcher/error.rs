@@ -75,6 +75,14 @@ pub enum DeviceError {
         /// Why.
         reason: String,
     },
+    /// The backend does not implement this operation (the MLX seam: every operation).
+    #[error("device {device} does not support `{operation}` (backend not implemented)")]
+    Unsupported {
+        /// The device, as text (`mlx:0`).
+        device: String,
+        /// The operation asked for.
+        operation: &'static str,
+    },
     /// The batch is not one the device can run (wrong element type, empty shape).
     #[error("device {device} cannot run batch: {reason}")]
     InvalidBatch {

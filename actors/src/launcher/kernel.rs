@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use rayon::prelude::*;
 
+#[cfg(feature = "cuda-backend")]
+use crate::launcher::cuda::CudaLaunch;
 use crate::launcher::{device::DeviceKind, error::KernelError};
 
 /// One launch of a kernel on the CPU backend: `rows` items of `input_features()` f32
@@ -53,6 +55,18 @@ pub trait Kernel: Send + Sync + 'static {
             backend: DeviceKind::Cpu.to_string(),
         })
     }
+
+    /// Queues the kernel on a CUDA device's compute stream (feature `cuda`),
+    /// on the device's host thread. Return once the work is queued; the
+    /// device orders the copies after it with an event.
+    #[cfg(feature = "cuda-backend")]
+    fn run_cuda(&self, launch: CudaLaunch<'_>) -> Result<(), KernelError> {
+        let _ = launch;
+        Err(KernelError::UnsupportedBackend {
+            kernel: self.name().to_owned(),
+            backend: DeviceKind::Cuda.to_string(),
+        })
+    }
 }
 
 /// Name → kernel. Cheap to clone (kernels are shared).
@@ -97,6 +111,10 @@ impl std::fmt::Debug for KernelRegistry {
 #[derive(Debug, Clone)]
 pub struct MlpKernel {
     name: String,
+    /// Unique per construction (clones share it: same weights), so a device's weight
+    /// cache tells two MLPs of the same name apart.
+    #[cfg_attr(not(feature = "cuda-backend"), allow(dead_code))]
+    id: u64,
     inputs: usize,
     hidden: usize,
     outputs: usize,
@@ -127,8 +145,10 @@ impl MlpKernel {
             && b1.len() == hidden
             && w2.len() == hidden.checked_mul(outputs)?
             && b2.len() == outputs;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         sizes_ok.then(|| MlpKernel {
             name: Self::NAME.to_owned(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             inputs,
             hidden,
             outputs,
@@ -256,6 +276,40 @@ impl Kernel for MlpKernel {
 
     fn output_features(&self) -> usize {
         self.outputs
+    }
+
+    /// The CPU and, when compiled in, CUDA (cuBLAS GEMMs and the PTX bias/ReLU kernel).
+    fn supports(&self, kind: DeviceKind) -> bool {
+        kind == DeviceKind::Cpu || (cfg!(feature = "cuda-backend") && kind == DeviceKind::Cuda)
+    }
+
+    #[cfg(feature = "cuda-backend")]
+    fn run_cuda(&self, launch: CudaLaunch<'_>) -> Result<(), KernelError> {
+        let CudaLaunch {
+            gpu,
+            input,
+            rows,
+            output,
+            weights,
+            ..
+        } = launch;
+        let failed = |error: vortex_cuda::CudaError| KernelError::Failed {
+            kernel: self.name.clone(),
+            reason: error.to_string(),
+        };
+        let host = vortex_cuda::MlpWeights {
+            inputs: self.inputs,
+            hidden: self.hidden,
+            outputs: self.outputs,
+            w1: &self.w1,
+            b1: &self.b1,
+            w2: &self.w2,
+            b2: &self.b2,
+        };
+        // Keyed by name and construction id: two MLPs of one name keep their own weights.
+        let key = format!("{}#{}", self.name, self.id);
+        let mlp = weights.mlp(gpu, &key, host).map_err(failed)?;
+        mlp.forward(gpu, input, rows, output).map_err(failed)
     }
 
     fn run_cpu(&self, launch: CpuLaunch<'_>) -> Result<(), KernelError> {

@@ -4,7 +4,8 @@
 //! A prepared batch from the CPU preprocessor reaches the [`Router`], which scores every
 //! launcher in rotation (utilisation, free memory, queue depth; [`score`]) and sends the
 //! batch to the best one with a free prefetch place. The [`Launcher`] runs it on its
-//! [`ComputeDevice`] — a static-dispatch enum, `Cpu` here, `Cuda` and `Mlx` later — with
+//! [`ComputeDevice`] — a static-dispatch enum: `Cpu` always, `Cuda` behind the `cuda`
+//! feature, the `Mlx` seam behind `mlx` — with
 //! the configured [`Kernel`], emits `BatchFinished`, and forwards a
 //! [`FinishedBatch`](vortex_messages::pipeline::FinishedBatch) to the next stage.
 //!
@@ -17,6 +18,11 @@
 //! # Layout
 //! - [`device`] — [`ComputeDevice`], [`DeviceBuffer`], [`DeviceKind`], one batch's run.
 //! - [`cpu`] — [`CpuDevice`], the CPU backend on its own resource group.
+//! - `cuda` (feature `cuda`) — `CudaDevice`: the CUDA backend on its own
+//!   pinned host thread, batches through the `vortex-cuda` double-buffered pipeline.
+//! - `mlx` (feature `mlx`) — `MlxDevice`: the MLX seam, every operation unsupported.
+//! - [`discover`] — [`cuda_devices`], [`cuda_or_cpu`]: CUDA when present, else CPU, said once.
+//! - [`affinity`] — pinning a host thread to the CPUs next to a GPU.
 //! - [`kernel`] — the [`Kernel`] trait, [`KernelRegistry`], the built-in [`MlpKernel`].
 //! - [`core`] — pure logic — [`score`], [`pick`], [`FaultWindow`], [`BusyWindow`],
 //!   [`StallMeter`].
@@ -56,12 +62,18 @@
 //! ```
 
 pub mod actor;
+pub mod affinity;
 pub mod config;
 pub mod core;
 pub mod cpu;
+#[cfg(feature = "cuda-backend")]
+pub mod cuda;
 pub mod device;
+pub mod discover;
 pub mod error;
 pub mod kernel;
+#[cfg(feature = "mlx")]
+pub mod mlx;
 pub mod router;
 pub mod stats;
 
@@ -72,8 +84,13 @@ pub use self::core::{
 pub use actor::{LaunchRequest, Launcher, LauncherHandle};
 pub use config::{LauncherConfig, DEFAULT_MAX_PREFETCH_DEPTH, DEFAULT_PREFETCH_DEPTH};
 pub use cpu::{CpuBuffer, CpuDevice};
+#[cfg(feature = "cuda-backend")]
+pub use cuda::{CudaBuffer, CudaDevice, CudaLaunch, CudaOptions, CudaWeights};
 pub use device::{BatchOutput, BatchTimings, ComputeDevice, DeviceBuffer, DeviceKind};
+pub use discover::{cuda_devices, cuda_or_cpu, NoCudaDevice, DEFAULT_CHUNK_ROWS};
 pub use error::{DeviceError, KernelError, LauncherError};
 pub use kernel::{CpuLaunch, Kernel, KernelRegistry, MlpKernel};
+#[cfg(feature = "mlx")]
+pub use mlx::{MlxBuffer, MlxDevice};
 pub use router::Router;
 pub use stats::{LauncherSnapshot, LauncherStats};

@@ -22,6 +22,7 @@
 //! | [`CONTROL_COMMANDS_APPLIED`] | the runtime's count of applied commands (`RuntimeObserver::control_counts`), read by the sampler |
 //! | [`DEVICE_UTILISATION_RATIO`], [`DEVICE_MEMORY_USED_BYTES`], [`DEVICE_MEMORY_TOTAL_BYTES`], [`DEVICE_TEMPERATURE_CELSIUS`] | `DeviceSampled` events |
 //! | [`LAUNCHER_DATA_STALL_RATIO`] | `LauncherSampled` events |
+//! | [`GPU_METRIC_NAMES`] (`vortex_gpu_*`, labelled by NVML index and UUID) | `GpuSampled` events (the NVML monitor) |
 //! | [`MAILBOX_DEPTH`] (also) | `MailboxDepthSampled` events (a gauge set is idempotent) |
 //!
 //! Restart, dead-letter and control-applied *events* are not counted by
@@ -87,6 +88,58 @@ pub const DEVICE_TEMPERATURE_CELSIUS: &str = "vortex_device_temperature_celsius"
 /// device fed?
 pub const LAUNCHER_DATA_STALL_RATIO: &str = "vortex_launcher_data_stall_ratio";
 
+/// Gauge: GPU memory allocated (NVML `memory_info.used`).
+pub const GPU_MEMORY_USED_BYTES: &str = "vortex_gpu_memory_used_bytes";
+/// Gauge: GPU memory free (NVML `memory_info.free`).
+pub const GPU_MEMORY_FREE_BYTES: &str = "vortex_gpu_memory_free_bytes";
+/// Gauge: GPU memory in total (NVML `memory_info.total`).
+pub const GPU_MEMORY_TOTAL_BYTES: &str = "vortex_gpu_memory_total_bytes";
+/// Gauge: fraction of NVML's sample period a kernel ran, 0.0–1.0.
+pub const GPU_UTILISATION_RATIO: &str = "vortex_gpu_utilisation_ratio";
+/// Gauge: fraction of NVML's sample period the memory bus was busy, 0.0–1.0 (NVML's
+/// `utilization.memory`; not memory in use).
+pub const GPU_MEMORY_BUS_BUSY_RATIO: &str = "vortex_gpu_memory_bus_busy_ratio";
+/// Gauge: GPU die temperature.
+pub const GPU_TEMPERATURE_CELSIUS: &str = "vortex_gpu_temperature_celsius";
+/// Gauge: GPU power draw.
+pub const GPU_POWER_WATTS: &str = "vortex_gpu_power_watts";
+/// Gauge: GPU enforced power limit.
+pub const GPU_POWER_LIMIT_WATTS: &str = "vortex_gpu_power_limit_watts";
+/// Gauge: GPU clock, by `clock` (`sm`, `memory`).
+pub const GPU_CLOCK_HERTZ: &str = "vortex_gpu_clock_hertz";
+/// Gauge: 1 while the GPU's clocks are held back for `reason`, else 0.
+pub const GPU_THROTTLED: &str = "vortex_gpu_throttled";
+/// Counter: energy the GPU used since the driver loaded.
+pub const GPU_ENERGY_JOULES: &str = "vortex_gpu_energy_joules";
+
+/// The `vortex_gpu_*` families (fed by `GpuSampled`).
+pub const GPU_METRIC_NAMES: &[&str] = &[
+    GPU_MEMORY_USED_BYTES,
+    GPU_MEMORY_FREE_BYTES,
+    GPU_MEMORY_TOTAL_BYTES,
+    GPU_UTILISATION_RATIO,
+    GPU_MEMORY_BUS_BUSY_RATIO,
+    GPU_TEMPERATURE_CELSIUS,
+    GPU_POWER_WATTS,
+    GPU_POWER_LIMIT_WATTS,
+    GPU_CLOCK_HERTZ,
+    GPU_THROTTLED,
+    GPU_ENERGY_JOULES,
+];
+
+/// NVML's throttle-reason bits and the `reason` label each gets.
+pub const GPU_THROTTLE_REASONS: &[(u64, &str)] = &[
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+];
+
 /// Every metric family name this crate registers, as it appears in `# TYPE` lines.
 pub const METRIC_NAMES: &[&str] = &[
     MESSAGES_HANDLED,
@@ -105,6 +158,17 @@ pub const METRIC_NAMES: &[&str] = &[
     DEVICE_MEMORY_TOTAL_BYTES,
     DEVICE_TEMPERATURE_CELSIUS,
     LAUNCHER_DATA_STALL_RATIO,
+    GPU_MEMORY_USED_BYTES,
+    GPU_MEMORY_FREE_BYTES,
+    GPU_MEMORY_TOTAL_BYTES,
+    GPU_UTILISATION_RATIO,
+    GPU_MEMORY_BUS_BUSY_RATIO,
+    GPU_TEMPERATURE_CELSIUS,
+    GPU_POWER_WATTS,
+    GPU_POWER_LIMIT_WATTS,
+    GPU_CLOCK_HERTZ,
+    GPU_THROTTLED,
+    GPU_ENERGY_JOULES,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +184,167 @@ struct PoolLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabels {
     device: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuLabels {
+    gpu: u32,
+    uuid: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuClockLabels {
+    gpu: u32,
+    uuid: String,
+    clock: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuThrottleLabels {
+    gpu: u32,
+    uuid: String,
+    reason: &'static str,
+}
+
+/// The `vortex_gpu_*` families.
+#[derive(Debug, Default)]
+struct GpuFamilies {
+    memory_used: Family<GpuLabels, Gauge>,
+    memory_free: Family<GpuLabels, Gauge>,
+    memory_total: Family<GpuLabels, Gauge>,
+    utilisation: Family<GpuLabels, FloatGauge>,
+    memory_bus_busy: Family<GpuLabels, FloatGauge>,
+    temperature: Family<GpuLabels, FloatGauge>,
+    power: Family<GpuLabels, FloatGauge>,
+    power_limit: Family<GpuLabels, FloatGauge>,
+    clock: Family<GpuClockLabels, FloatGauge>,
+    throttled: Family<GpuThrottleLabels, Gauge>,
+    energy: Family<GpuLabels, Counter<f64, AtomicU64>>,
+}
+
+impl GpuFamilies {
+    fn register(&self, r: &mut Registry) {
+        let gauges: [(&str, &str, &Family<GpuLabels, Gauge>); 3] = [
+            (
+                GPU_MEMORY_USED_BYTES,
+                "GPU memory allocated (NVML memory_info)",
+                &self.memory_used,
+            ),
+            (
+                GPU_MEMORY_FREE_BYTES,
+                "GPU memory free (NVML memory_info)",
+                &self.memory_free,
+            ),
+            (
+                GPU_MEMORY_TOTAL_BYTES,
+                "GPU memory in total (NVML memory_info)",
+                &self.memory_total,
+            ),
+        ];
+        for (name, help, family) in gauges {
+            r.register(name, help, family.clone());
+        }
+        let floats: [(&str, &str, &Family<GpuLabels, FloatGauge>); 5] = [
+            (
+                GPU_UTILISATION_RATIO,
+                "Fraction of time a kernel ran on the GPU",
+                &self.utilisation,
+            ),
+            (
+                GPU_MEMORY_BUS_BUSY_RATIO,
+                "Fraction of time the GPU memory bus was busy (not memory in use)",
+                &self.memory_bus_busy,
+            ),
+            (
+                GPU_TEMPERATURE_CELSIUS,
+                "GPU die temperature",
+                &self.temperature,
+            ),
+            (GPU_POWER_WATTS, "GPU power draw", &self.power),
+            (
+                GPU_POWER_LIMIT_WATTS,
+                "GPU enforced power limit",
+                &self.power_limit,
+            ),
+        ];
+        for (name, help, family) in floats {
+            r.register(name, help, family.clone());
+        }
+        r.register(GPU_CLOCK_HERTZ, "GPU clock", self.clock.clone());
+        r.register(
+            GPU_THROTTLED,
+            "Whether the GPU clocks are held back, by reason",
+            self.throttled.clone(),
+        );
+        r.register(
+            GPU_ENERGY_JOULES,
+            "Energy the GPU used since the driver loaded",
+            self.energy.clone(),
+        );
+    }
+
+    fn observe(&self, e: &vortex_messages::telemetry::GpuSampled) {
+        let labels = GpuLabels {
+            gpu: e.device,
+            uuid: e.uuid.to_string(),
+        };
+        self.memory_used
+            .get_or_create(&labels)
+            .set(saturating_i64(e.memory_used_bytes));
+        self.memory_free
+            .get_or_create(&labels)
+            .set(saturating_i64(e.memory_free_bytes));
+        self.memory_total
+            .get_or_create(&labels)
+            .set(saturating_i64(e.memory_total_bytes));
+        let ratio = |percent: f32| f64::from(percent) / 100.0;
+        self.utilisation
+            .get_or_create(&labels)
+            .set(ratio(e.utilisation_percent));
+        self.memory_bus_busy
+            .get_or_create(&labels)
+            .set(ratio(e.memory_bus_busy_percent));
+        self.temperature
+            .get_or_create(&labels)
+            .set(f64::from(e.temperature_celsius));
+        self.power
+            .get_or_create(&labels)
+            .set(f64::from(e.power_watts));
+        self.power_limit
+            .get_or_create(&labels)
+            .set(f64::from(e.power_limit_watts));
+        for (clock, mhz) in [("sm", e.sm_clock_mhz), ("memory", e.memory_clock_mhz)] {
+            let clock_labels = GpuClockLabels {
+                gpu: e.device,
+                uuid: labels.uuid.clone(),
+                clock,
+            };
+            self.clock
+                .get_or_create(&clock_labels)
+                .set(f64::from(mhz) * 1e6);
+        }
+        if let Some(bits) = e.throttle_reasons {
+            for &(bit, reason) in GPU_THROTTLE_REASONS {
+                let throttle_labels = GpuThrottleLabels {
+                    gpu: e.device,
+                    uuid: labels.uuid.clone(),
+                    reason,
+                };
+                self.throttled
+                    .get_or_create(&throttle_labels)
+                    .set(i64::from(bits & bit != 0));
+            }
+        }
+        if let Some(millijoules) = e.energy_millijoules {
+            // NVML reports the running total; the counter follows it upwards.
+            let counter = self.energy.get_or_create(&labels);
+            let joules = millijoules as f64 / 1e3;
+            let delta = joules - counter.get();
+            if delta > 0.0 {
+                counter.inc_by(delta);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,6 +374,7 @@ struct Families {
     device_memory_total: Family<DeviceLabels, Gauge>,
     device_temperature: Family<DeviceLabels, FloatGauge>,
     data_stall: Family<DeviceLabels, FloatGauge>,
+    gpu: GpuFamilies,
 }
 
 /// The runtime's metrics: registers every `vortex_` family in one [`Registry`]
@@ -236,6 +462,7 @@ impl MetricsSink {
             "Fraction of time a device launcher waited for input",
             f.data_stall.clone(),
         );
+        f.gpu.register(r);
         Self {
             families: Arc::new(f),
         }
@@ -345,6 +572,7 @@ impl MetricsSink {
                 let labels = DeviceLabels { device: e.device };
                 f.data_stall.get_or_create(&labels).set(e.data_stall_ratio);
             }
+            TelemetryEvent::GpuSampled(e) => f.gpu.observe(e),
             // Counted by the runtime through `ActorMetrics`, or not a metric.
             _ => {}
         }
@@ -452,8 +680,28 @@ mod tests {
 
     use super::*;
     use vortex_messages::telemetry::{
-        BatchFinished, DeviceSampled, JournalFsynced, LauncherSampled, TimerLagged,
+        BatchFinished, DeviceSampled, GpuSampled, JournalFsynced, LauncherSampled, TimerLagged,
     };
+
+    fn gpu_sample(energy_millijoules: u64) -> GpuSampled {
+        GpuSampled {
+            at_micros: 1,
+            device: 0,
+            uuid: "GPU-1".into(),
+            utilisation_percent: 75.0,
+            memory_bus_busy_percent: 25.0,
+            memory_used_bytes: 3 << 30,
+            memory_free_bytes: 1 << 30,
+            memory_total_bytes: 4 << 30,
+            temperature_celsius: 61.0,
+            power_watts: 250.5,
+            power_limit_watts: 700.0,
+            sm_clock_mhz: 1980.0,
+            memory_clock_mhz: 2619.0,
+            throttle_reasons: Some(0x4 | 0x1),
+            energy_millijoules: Some(energy_millijoules),
+        }
+    }
 
     /// Touches every metric once so that every family has a series.
     fn full_workload(sink: &MetricsSink) {
@@ -464,6 +712,7 @@ mod tests {
         actor.dead_lettered();
         sink.pool("preprocess").set_size(4);
         sink.control_applied("a", "pause", true).inc();
+        sink.observe(&gpu_sample(1_500).into());
         let events: [TelemetryEvent; 5] = [
             BatchFinished {
                 at_micros: 1,
@@ -530,6 +779,33 @@ mod tests {
         assert_eq!(exposed, expected, "exposition:\n{text}");
         assert!(METRIC_NAMES.iter().all(|name| name.starts_with("vortex_")));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn gpu_samples_feed_the_gpu_families_and_energy_counts_up() {
+        let mut registry = Registry::default();
+        let sink = MetricsSink::register(&mut registry);
+        sink.observe(&gpu_sample(1_500).into());
+        sink.observe(&gpu_sample(4_000).into());
+        // A lower reading (driver reloaded) never makes the counter go down.
+        sink.observe(&gpu_sample(100).into());
+        let text = encode_text(&registry).expect("encode");
+        for line in [
+            "vortex_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-1\"} 3221225472",
+            "vortex_gpu_memory_free_bytes{gpu=\"0\",uuid=\"GPU-1\"} 1073741824",
+            "vortex_gpu_utilisation_ratio{gpu=\"0\",uuid=\"GPU-1\"} 0.75",
+            "vortex_gpu_memory_bus_busy_ratio{gpu=\"0\",uuid=\"GPU-1\"} 0.25",
+            "vortex_gpu_power_watts{gpu=\"0\",uuid=\"GPU-1\"} 250.5",
+            "vortex_gpu_clock_hertz{gpu=\"0\",uuid=\"GPU-1\",clock=\"sm\"} 1980000000.0",
+            "vortex_gpu_throttled{gpu=\"0\",uuid=\"GPU-1\",reason=\"sw_power_cap\"} 1",
+            "vortex_gpu_throttled{gpu=\"0\",uuid=\"GPU-1\",reason=\"hw_slowdown\"} 0",
+            "vortex_gpu_energy_joules_total{gpu=\"0\",uuid=\"GPU-1\"} 4.0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
     }
 
     #[test]
