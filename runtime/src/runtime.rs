@@ -14,7 +14,8 @@ use std::{
 use kameo::actor::ActorRef;
 use tokio::runtime::Handle;
 use vortex_messages::{
-    resource::ResourceGroupStatus, Control, ControlError, ControlReply, StatusReport,
+    resource::ResourceGroupStatus, Control, ControlError, ControlNotice, ControlReply, Origin,
+    StatusReport,
 };
 
 pub use crate::config::RuntimeConfig;
@@ -214,6 +215,7 @@ impl RuntimeBuilder {
             root_cell,
             handle,
             phase: AtomicU8::new(RUNNING),
+            control_notices: tokio::sync::broadcast::channel(CONTROL_NOTICES).0,
         });
         Ok(Runtime {
             inner,
@@ -221,6 +223,9 @@ impl RuntimeBuilder {
         })
     }
 }
+
+/// Notices a control listener may fall behind by before it loses the oldest.
+const CONTROL_NOTICES: usize = 256;
 
 const RUNNING: u8 = 0;
 const SHUTTING_DOWN: u8 = 1;
@@ -233,6 +238,8 @@ pub(crate) struct RuntimeInner {
     root_cell: ActorRef<SupervisorCell>,
     handle: Handle,
     phase: AtomicU8,
+    /// Every command routed by name, with its origin, for control listeners.
+    control_notices: tokio::sync::broadcast::Sender<ControlNotice>,
 }
 
 /// What [`Runtime::shutdown`] left undelivered, per actor or pool. Those messages are in
@@ -412,13 +419,36 @@ impl Runtime {
     }
 
     /// Sends a control command to an actor, pool or supervisor by name; no type needed.
-    /// An answer slower than the ask timeout is `ControlError::Timeout`.
+    /// An answer slower than the ask timeout is `ControlError::Timeout`. The command's
+    /// origin is [`Origin::Program`]; front doors that know better use
+    /// [`control_from`](Runtime::control_from).
     pub async fn control(
         &self,
         name: &str,
         command: Control,
     ) -> Result<ControlReply, ControlError> {
         self.observer().control(name, command).await
+    }
+
+    /// [`control`](Runtime::control) stamped with who sent the command (`vortex ctl`
+    /// passes [`Origin::Operator`], the cluster log [`Origin::ClusterLog`], the autotuner
+    /// [`Origin::Autotuner`]). After the actor answered, every
+    /// [`control_notices`](Runtime::control_notices) listener gets a [`ControlNotice`].
+    pub async fn control_from(
+        &self,
+        name: &str,
+        command: Control,
+        origin: Origin,
+    ) -> Result<ControlReply, ControlError> {
+        self.observer().control_from(name, command, origin).await
+    }
+
+    /// Listens to every command routed by name from now on ([`control`](Runtime::control),
+    /// [`control_from`](Runtime::control_from), the observer's): one [`ControlNotice`]
+    /// per command, after its answer. A listener that falls more than 256 notices behind
+    /// loses the oldest (`RecvError::Lagged`); it never slows a command down.
+    pub fn control_notices(&self) -> tokio::sync::broadcast::Receiver<ControlNotice> {
+        self.inner.control_notices.subscribe()
     }
 
     /// Fault injection: makes the named actor's current incarnation fail, exactly as if a
@@ -549,6 +579,17 @@ impl RuntimeObserver {
         name: &str,
         command: Control,
     ) -> Result<ControlReply, ControlError> {
+        self.control_from(name, command, Origin::Program).await
+    }
+
+    /// Sends a control command by name, stamped with its origin (see
+    /// [`Runtime::control_from`]).
+    pub async fn control_from(
+        &self,
+        name: &str,
+        command: Control,
+        origin: Origin,
+    ) -> Result<ControlReply, ControlError> {
         let target = self
             .inner
             .env
@@ -556,10 +597,23 @@ impl RuntimeObserver {
             .get(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
         let timeout = self.inner.env.config.ask_timeout;
-        match tokio::time::timeout(timeout, target.control(command)).await {
+        let reply = match tokio::time::timeout(timeout, target.control(command.clone())).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
-        }
+        };
+        // No listener is fine: `send` only fails when nobody listens.
+        let _ = self.inner.control_notices.send(ControlNotice {
+            actor: name.to_owned(),
+            command,
+            origin,
+            succeeded: reply.is_ok(),
+        });
+        reply
+    }
+
+    /// See [`Runtime::control_notices`].
+    pub fn control_notices(&self) -> tokio::sync::broadcast::Receiver<ControlNotice> {
+        self.inner.control_notices.subscribe()
     }
 
     /// The status of every resource group.
