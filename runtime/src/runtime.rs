@@ -445,7 +445,7 @@ impl Runtime {
 
     /// Listens to every command routed by name from now on ([`control`](Runtime::control),
     /// [`control_from`](Runtime::control_from), the observer's): one [`ControlNotice`]
-    /// per command, after its answer. A listener that falls more than 256 notices behind
+    /// per command, after its answer — except `Status`, which changes nothing. A listener that falls more than 256 notices behind
     /// loses the oldest (`RecvError::Lagged`); it never slows a command down.
     pub fn control_notices(&self) -> tokio::sync::broadcast::Receiver<ControlNotice> {
         self.inner.control_notices.subscribe()
@@ -601,13 +601,17 @@ impl RuntimeObserver {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
         };
-        // No listener is fine: `send` only fails when nobody listens.
-        let _ = self.inner.control_notices.send(ControlNotice {
-            actor: name.to_owned(),
-            command,
-            origin,
-            succeeded: reply.is_ok(),
-        });
+        // `Status` changes nothing, and pollers (`vortex top`) send many: listeners would
+        // lose the commands that matter behind them. No listener is fine: `send` only
+        // fails when nobody listens.
+        if command != Control::Status {
+            let _ = self.inner.control_notices.send(ControlNotice {
+                actor: name.to_owned(),
+                command,
+                origin,
+                succeeded: reply.is_ok(),
+            });
+        }
         reply
     }
 

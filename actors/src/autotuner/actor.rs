@@ -279,6 +279,19 @@ impl Autotuner {
             return Ok(false);
         };
         let target = self.target(decision.knob).to_owned();
+        if decision.knob == Knob::Workers {
+            // Someone may have scaled the pool since the round's reading: not over them.
+            let now = self.pool_counters().map(|(_, workers)| workers);
+            if now.is_some_and(|workers| workers != decision.from) {
+                return Err(ControlError::Rejected {
+                    actor: target,
+                    reason: format!(
+                        "the pool changed to {} workers meanwhile; not sent",
+                        now.unwrap_or(0)
+                    ),
+                });
+            }
+        }
         let origin = Origin::autotuner(self.config.name.clone());
         match self.observer.control_from(&target, command, origin).await {
             Ok(_) => Ok(true),
@@ -356,7 +369,17 @@ impl Autotuner {
         self.last_round = Some(now);
         let observation = self.observe(elapsed.as_secs_f64());
         let decisions = self.core.round(self.now_micros(), &observation);
+        // A command someone sent while this round was observing wins over its decision.
+        self.take_notices();
         for decision in decisions {
+            if decision.changes() && self.core.is_held(self.now_micros(), decision.knob) {
+                let reason = format!(
+                    "{} (not sent: someone else set it meanwhile)",
+                    decision.reason
+                );
+                self.report(&decision, false, reason).await;
+                continue;
+            }
             let (applied, reason) = match self.apply(&decision).await {
                 Ok(applied) => (applied, decision.reason.clone()),
                 Err(error) => (false, format!("{} (refused: {error})", decision.reason)),

@@ -206,6 +206,13 @@ impl AutotunerCore {
             .filter(move |(_, hold)| hold.until_micros > now_micros)
     }
 
+    /// Whether `knob` is held at `now_micros` (someone else turned it recently).
+    pub fn is_held(&self, now_micros: u64, knob: Knob) -> bool {
+        self.holds
+            .get(&knob)
+            .is_some_and(|hold| hold.until_micros > now_micros)
+    }
+
     /// The most recent decisions, oldest first.
     pub fn history(&self) -> impl Iterator<Item = &Decision> {
         self.history.iter()
