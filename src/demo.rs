@@ -26,6 +26,7 @@ use std::{fmt::Write as _, sync::Arc, time::Duration};
 
 use vortex_messages::pipeline::FinishedBatch;
 
+use crate::actors::autotuner::{Autotuner, AutotunerConfig, AutotunerSettings};
 use crate::actors::launcher::{
     ComputeDevice, CpuDevice, KernelRegistry, Launcher, LauncherConfig, LauncherHandle, MlpKernel,
     Router, ScoreWeights,
@@ -63,6 +64,8 @@ pub struct DemoConfig {
     pub scale_to: Option<u32>,
     /// Serve Prometheus metrics here while the pipeline runs.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Run the autotuner (named `autotuner`) with these settings while the pipeline runs.
+    pub autotune: Option<AutotunerSettings>,
 }
 
 impl Default for DemoConfig {
@@ -77,6 +80,7 @@ impl Default for DemoConfig {
             prefetch_depth: 2,
             scale_to: None,
             metrics_addr: None,
+            autotune: None,
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct DemoReport {
     pub groups: Vec<vortex_messages::resource::ResourceGroupStatus>,
     /// Dead letters in the runtime (each one a batch that is accounted for, not lost).
     pub dead_letters: u64,
+    /// The autotuner's `Status` detail at the end (its last decisions), when it ran.
+    pub autotuner: Option<String>,
 }
 
 impl DemoReport {
@@ -233,6 +239,9 @@ impl DemoReport {
             );
         }
         let _ = write!(out, "dead letters: {}", self.dead_letters);
+        if let Some(detail) = &self.autotuner {
+            let _ = write!(out, "\nautotuner: {detail}");
+        }
         out
     }
 
@@ -325,6 +334,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         Some(addr) => Some(start_exporter(&rt, addr).await?),
         None => None,
     };
+    // The autotuner learns from the launchers' events: it needs a publisher too.
+    let telemetry = match (&exporter, &config.autotune) {
+        (Some((_, telemetry)), _) => Some(telemetry.clone()),
+        (None, Some(_)) => Some(TelemetryPublisher::spawn(&rt, "telemetry", 4096).await?),
+        (None, None) => None,
+    };
     let mut launchers = Vec::new();
     for index in 0..devices {
         let group = rt.resource_group(&format!("device-{index}"))?;
@@ -343,7 +358,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         .map_err(invalid)?
         .prefetch_depth(config.prefetch_depth.max(1))
         .return_buffers_to(buffers.clone());
-        if let Some((_, telemetry)) = &exporter {
+        if let Some(telemetry) = &telemetry {
             launcher_config = launcher_config.telemetry(telemetry.clone());
         }
         launchers.push(
@@ -370,6 +385,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         .map_err(invalid)?;
     let source_config = SourceConfig::new("source", side, config.batch_items.max(1));
     let source = ImageSource::spawn(&rt, source_config, preprocessor.addr().clone()).await?;
+    let autotuner = match (&config.autotune, &telemetry) {
+        (Some(settings), Some(telemetry)) => {
+            Some(start_autotuner(&rt, settings.clone(), &config, telemetry.clone()).await?)
+        }
+        _ => None,
+    };
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
@@ -394,6 +415,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
             statuses.push(status);
         }
     }
+    let autotuner = match autotuner {
+        Some((handle, _scheduler)) => {
+            let detail = statuses
+                .iter()
+                .find(|status| status.name == handle.name())
+                .map(|status| status.detail.clone());
+            drop(handle);
+            detail
+        }
+        None => None,
+    };
     let launchers = summarise(&router);
     let dead_letters = rt.dead_letters().count();
     let groups = rt.resource_groups();
@@ -411,7 +443,43 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         launchers,
         groups,
         dead_letters,
+        autotuner,
     })
+}
+
+/// Starts the autotuner on the pipeline's knobs: the `preprocess` pool (within the cores
+/// of group `cpu`) and the source's batch size; decisions every `settings.interval_ms`.
+async fn start_autotuner(
+    rt: &Runtime,
+    settings: AutotunerSettings,
+    config: &DemoConfig,
+    telemetry: crate::actors::telemetry::TelemetryHandle,
+) -> Result<
+    (
+        crate::actors::autotuner::AutotunerHandle,
+        crate::actors::scheduler::Scheduler,
+    ),
+    RuntimeError,
+> {
+    let scheduler = crate::actors::scheduler::Scheduler::spawn(rt, "scheduler").await?;
+    let cpu_budget = rt.resource_group("cpu")?.threads() as u32;
+    let autotuner_config = AutotunerConfig {
+        name: "autotuner".into(),
+        settings,
+        preprocessor: "preprocess".into(),
+        source: "source".into(),
+        launchers: (0..config.devices.max(1))
+            .map(|index| format!("launcher-{index}"))
+            .collect(),
+        initial_batch: config.batch_items.max(1),
+        cpu_budget,
+        telemetry,
+        journal: None,
+    };
+    let handle = Autotuner::spawn(rt, &scheduler, autotuner_config)
+        .await
+        .map_err(invalid)?;
+    Ok((handle, scheduler))
 }
 
 /// Serves `/metrics` at `addr`, fed by the runtime sampler and by the launchers' events.

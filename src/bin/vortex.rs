@@ -57,6 +57,13 @@ enum Command {
         /// e.g. 127.0.0.1:9464.
         #[arg(long)]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Run the autotuner: it scales the preprocessor pool and sets the batch size
+        /// from telemetry (decisions every 500 ms, shown at the end).
+        #[arg(long)]
+        autotune: bool,
+        /// The autotuner's p99 latency target per batch, in milliseconds.
+        #[arg(long, default_value_t = 100, requires = "autotune")]
+        latency_target_ms: u64,
     },
 }
 
@@ -73,7 +80,13 @@ fn main() -> Result<()> {
             prefetch_depth,
             scale_to,
             metrics_addr,
+            autotune,
+            latency_target_ms,
         } => {
+            let autotune = autotune.then(|| vortex::actors::autotuner::AutotunerSettings {
+                latency_target_ms,
+                ..Default::default()
+            });
             let config = DemoConfig {
                 duration: Duration::from_secs_f64(seconds.max(0.0)),
                 workers,
@@ -83,6 +96,7 @@ fn main() -> Result<()> {
                 prefetch_depth,
                 scale_to,
                 metrics_addr,
+                autotune,
                 ..DemoConfig::default()
             };
             let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -161,9 +161,7 @@ impl BatchController {
             ));
         }
         if observation.batches > 0
-            && self
-                .oom_limit
-                .map_or(true, |limit| observation.batch_size < limit)
+            && !matches!(self.oom_limit, Some(limit) if observation.batch_size >= limit)
         {
             self.largest_ok = self.largest_ok.max(observation.batch_size);
         }

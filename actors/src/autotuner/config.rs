@@ -208,3 +208,68 @@ impl AutotunerSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let typo = serde_json::from_str::<AutotunerSettings>(r#"{ "latency_target": 5 }"#);
+        assert!(typo.unwrap_err().to_string().contains("unknown field"));
+        let nested = serde_json::from_str::<AutotunerSettings>(
+            r#"{ "bounds": { "workers": { "min": 1, "max": 2, "step": 1 } } }"#,
+        );
+        assert!(nested.is_err());
+        let table: Vec<(AutotunerSettings, &str)> = vec![
+            (
+                AutotunerSettings {
+                    bounds: KnobBounds {
+                        workers: Bounds::new(0, 4),
+                        ..KnobBounds::default()
+                    },
+                    ..AutotunerSettings::default()
+                },
+                "bounds of `workers`",
+            ),
+            (
+                AutotunerSettings {
+                    bounds: KnobBounds {
+                        batch_size: Bounds::new(9, 8),
+                        ..KnobBounds::default()
+                    },
+                    ..AutotunerSettings::default()
+                },
+                "bounds of `batch-size`",
+            ),
+            (
+                AutotunerSettings {
+                    batch_cut: 1.5,
+                    ..AutotunerSettings::default()
+                },
+                "`batch_cut`",
+            ),
+            (
+                AutotunerSettings {
+                    interval_ms: 0,
+                    ..AutotunerSettings::default()
+                },
+                "`interval_ms`",
+            ),
+        ];
+        for (settings, words) in table {
+            let error = settings.validate().unwrap_err().to_string();
+            assert!(error.contains(words), "`{error}` lacks `{words}`");
+        }
+        AutotunerSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bounds_clamp() {
+        let bounds = Bounds::new(2, 8);
+        assert_eq!(
+            [0, 2, 5, 8, 9].map(|value| bounds.clamp(value)),
+            [2, 2, 5, 8, 8]
+        );
+    }
+}
