@@ -34,6 +34,7 @@ use std::{
 
 use vortex_messages::pipeline::FinishedBatch;
 
+use crate::actors::autotuner::{Autotuner, AutotunerConfig, AutotunerSettings};
 use crate::actors::journal::{
     Durability, JournalActor, JournalActorConfig, JournalHandle, JournalMessage, PendingRecord,
 };
@@ -81,6 +82,8 @@ pub struct DemoConfig {
     pub data_dir: Option<PathBuf>,
     /// Faults injected on purpose (none by default).
     pub faults: Faults,
+    /// Run the autotuner (named `autotuner`) with these settings while the pipeline runs.
+    pub autotune: Option<AutotunerSettings>,
 }
 
 /// Faults `vortex run` injects on purpose, so that restarts and dead letters really
@@ -118,6 +121,7 @@ impl Default for DemoConfig {
             metrics_addr: None,
             data_dir: None,
             faults: Faults::default(),
+            autotune: None,
         }
     }
 }
@@ -231,6 +235,8 @@ pub struct DemoReport {
     pub groups: Vec<vortex_messages::resource::ResourceGroupStatus>,
     /// Dead letters in the runtime (each one a batch that is accounted for, not lost).
     pub dead_letters: u64,
+    /// The autotuner's `Status` detail at the end (its last decisions), when it ran.
+    pub autotuner: Option<String>,
 }
 
 impl DemoReport {
@@ -293,6 +299,9 @@ impl DemoReport {
             );
         }
         let _ = write!(out, "dead letters: {}", self.dead_letters);
+        if let Some(detail) = &self.autotuner {
+            let _ = write!(out, "\nautotuner: {detail}");
+        }
         out
     }
 
@@ -398,6 +407,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     };
     let metrics = exporter.as_ref().map(|(exporter, _)| exporter.sink());
     let services = open_services(&rt, config.data_dir.as_deref(), metrics, &buffers).await?;
+    // The autotuner learns from the launchers' events: it needs a publisher too.
+    let telemetry = match (&exporter, &config.autotune) {
+        (Some((_, telemetry)), _) => Some(telemetry.clone()),
+        (None, Some(_)) => Some(TelemetryPublisher::spawn(&rt, "telemetry", 4096).await?),
+        (None, None) => None,
+    };
     let mut launchers = Vec::new();
     // CUDA devices first when built with `--features cuda` and a GPU is present; CPU
     // devices for the rest (said once, with the reason, when there is no GPU at all).
@@ -430,7 +445,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         .map_err(invalid)?
         .prefetch_depth(config.prefetch_depth.max(1))
         .return_buffers_to(buffers.clone());
-        if let Some((_, telemetry)) = &exporter {
+        if let Some(telemetry) = &telemetry {
             launcher_config = launcher_config.telemetry(telemetry.clone());
         }
         launchers.push(
@@ -457,6 +472,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         .map_err(invalid)?;
     let source_config = SourceConfig::new("source", side, config.batch_items.max(1));
     let source = ImageSource::spawn(&rt, source_config, preprocessor.addr().clone()).await?;
+    let autotuner = match (&config.autotune, &telemetry) {
+        (Some(settings), Some(telemetry)) => Some(
+            start_autotuner(&rt, settings.clone(), &config, telemetry.clone(), &services).await?,
+        ),
+        _ => None,
+    };
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
     let mut scaled = config.scale_to.is_none();
@@ -491,6 +512,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
             statuses.push(status);
         }
     }
+    let autotuner = match autotuner {
+        Some(handle) => {
+            let detail = statuses
+                .iter()
+                .find(|status| status.name == handle.name())
+                .map(|status| status.detail.clone());
+            drop(handle);
+            detail
+        }
+        None => None,
+    };
     let launchers = summarise(&router);
     let dead_letters = rt.dead_letters().count();
     let groups = rt.resource_groups();
@@ -509,6 +541,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         launchers,
         groups,
         dead_letters,
+        autotuner,
     })
 }
 
@@ -663,6 +696,35 @@ async fn inject_once(rt: &Runtime, name: &str) {
         Ok(()) => tracing::info!(actor = name, "injected one failure"),
         Err(error) => tracing::warn!(actor = name, %error, "fault injection refused"),
     }
+}
+
+/// Starts the autotuner on the pipeline's knobs: the `preprocess` pool (within the cores
+/// of group `cpu`) and the source's batch size; decisions every `settings.interval_ms`.
+async fn start_autotuner(
+    rt: &Runtime,
+    settings: AutotunerSettings,
+    config: &DemoConfig,
+    telemetry: crate::actors::telemetry::TelemetryHandle,
+    services: &Services,
+) -> Result<crate::actors::autotuner::AutotunerHandle, RuntimeError> {
+    let cpu_budget = rt.resource_group("cpu")?.threads() as u32;
+    let autotuner_config = AutotunerConfig {
+        name: "autotuner".into(),
+        settings,
+        preprocessor: "preprocess".into(),
+        source: "source".into(),
+        launchers: (0..config.devices.max(1))
+            .map(|index| format!("launcher-{index}"))
+            .collect(),
+        initial_batch: config.batch_items.max(1),
+        cpu_budget,
+        telemetry,
+        journal: Some(services.journal.clone()),
+    };
+    // The run's own scheduler times its rounds; its decisions go to the run's journal.
+    Autotuner::spawn(rt, &services.scheduler, autotuner_config)
+        .await
+        .map_err(invalid)
 }
 
 /// Serves `/metrics` at `addr`, fed by the runtime sampler and by the launchers' events.

@@ -42,7 +42,8 @@ pub use vortex_runtime as runtime;
 /// Everything an embedding program usually needs.
 pub mod prelude {
     pub use vortex_messages::{
-        ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, StatusReport,
+        ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, Origin,
+        StatusReport,
     };
     pub use vortex_runtime::{
         Actor, ActorError, ActorSpec, Addr, AskError, Backoff, Context, DeadLetter,

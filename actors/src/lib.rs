@@ -5,6 +5,8 @@
 //! One folder per subsystem, each with the same files: `actor.rs` (wiring), `core.rs`
 //! (pure logic), `error.rs`, `config.rs` when needed.
 //!
+//! - [`autotuner`]: the closed loop from telemetry to `Scale` and batch-size commands
+//!   (two pure controllers, hysteresis, bounds, holds after a person's command).
 //! - [`launcher`]: compute devices (a static-dispatch enum; `Cpu` on its own resource
 //!   group), kernels and their registry (a built-in MLP), one launcher per device, the
 //!   scoring router, device faults and rotation.
@@ -19,6 +21,7 @@
 //! - [`source`]: a synthetic image-batch source with the batch-size knob.
 //! - [`telemetry`]: typed event fan-out, Prometheus exposition over HTTP, tracing spans.
 
+pub mod autotuner;
 pub mod journal;
 pub mod launcher;
 pub mod nvml;

@@ -68,6 +68,108 @@ impl fmt::Display for Control {
     }
 }
 
+/// Who sent a control command. Every front door stamps its commands: `vortex ctl` as
+/// [`Origin::Operator`], the autotuner as [`Origin::Autotuner`], the cluster log as
+/// [`Origin::ClusterLog`]; plain in-process calls (`Runtime::control`) are
+/// [`Origin::Program`]. Actors do not see it; it exists so that one controller can tell
+/// its own commands from a person's (the autotuner leaves a knob alone for a while after
+/// someone else turned it) and so that logs and `Status` can say who did what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Origin {
+    /// In-process code calling `Runtime::control` (the default).
+    #[default]
+    Program,
+    /// A person, through `vortex ctl` or another operator tool.
+    Operator {
+        /// Who, as the tool knows them (a user name, `uid:1000`, empty when unknown).
+        user: String,
+    },
+    /// An autotuner actor.
+    Autotuner {
+        /// The autotuner's registered name.
+        actor: String,
+    },
+    /// An entry of the replicated cluster control log.
+    ClusterLog {
+        /// The log index of the entry.
+        index: u64,
+    },
+}
+
+impl Origin {
+    /// A person through `vortex ctl` (or another operator tool).
+    pub fn operator(user: impl Into<String>) -> Self {
+        Origin::Operator { user: user.into() }
+    }
+
+    /// The autotuner registered as `actor`.
+    pub fn autotuner(actor: impl Into<String>) -> Self {
+        Origin::Autotuner {
+            actor: actor.into(),
+        }
+    }
+
+    /// The cluster log entry at `index`.
+    pub fn cluster_log(index: u64) -> Self {
+        Origin::ClusterLog { index }
+    }
+
+    /// Whether a command of this origin came from an autotuner (any autotuner).
+    pub fn is_autotuner(&self) -> bool {
+        matches!(self, Origin::Autotuner { .. })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Program => f.write_str("program"),
+            Origin::Operator { user } if user.is_empty() => f.write_str("operator"),
+            Origin::Operator { user } => write!(f, "operator {user}"),
+            Origin::Autotuner { actor } => write!(f, "autotuner {actor}"),
+            Origin::ClusterLog { index } => write!(f, "cluster log #{index}"),
+        }
+    }
+}
+
+/// A command addressed to an actor by name, stamped with its [`Origin`]: what the control
+/// socket and the cluster log carry (`Runtime::control_from` takes its three parts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ControlRequest {
+    /// The registered name of the actor, pool or supervisor.
+    pub actor: String,
+    /// The command.
+    pub command: Control,
+    /// Who sent it.
+    pub origin: Origin,
+}
+
+impl ControlRequest {
+    /// A request for `actor` to carry out `command`, sent by `origin`.
+    pub fn new(actor: impl Into<String>, command: Control, origin: Origin) -> Self {
+        ControlRequest {
+            actor: actor.into(),
+            command,
+            origin,
+        }
+    }
+}
+
+/// What a runtime tells its control listeners after each command it routed by name
+/// (`Runtime::control_notices`): who sent what to whom, and whether it was carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlNotice {
+    /// The registered name the command addressed.
+    pub actor: String,
+    /// The command.
+    pub command: Control,
+    /// Who sent it.
+    pub origin: Origin,
+    /// Whether the actor carried it out (`Ok` reply).
+    pub succeeded: bool,
+}
+
 /// The answer to a [`Control`] command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -269,6 +371,27 @@ mod tests {
             assert_eq!(back.name(), name);
             assert_eq!(back.to_string(), shown);
         }
+    }
+
+    #[test]
+    fn origins_round_trip_and_say_who() {
+        let table = [
+            (Origin::Program, "program"),
+            (Origin::operator("ada"), "operator ada"),
+            (Origin::operator(""), "operator"),
+            (Origin::autotuner("autotuner"), "autotuner autotuner"),
+            (Origin::cluster_log(42), "cluster log #42"),
+        ];
+        for (origin, shown) in table {
+            let request =
+                ControlRequest::new("preprocess", Control::Scale { n: 3 }, origin.clone());
+            let bytes = wire::encode(&request).expect("encode");
+            let back: ControlRequest = wire::decode(&bytes).expect("decode");
+            assert_eq!(back, request);
+            assert_eq!(origin.to_string(), shown);
+            assert_eq!(origin.is_autotuner(), shown.starts_with("autotuner"));
+        }
+        assert_eq!(Origin::default(), Origin::Program);
     }
 
     #[test]

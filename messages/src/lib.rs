@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
 //!   `Status`, `Stop`), the knobs (`SetBatchSize`, `SetPrefetchDepth`), their replies and
-//!   their errors.
+//!   their errors; who sent a command (`Origin`, `ControlRequest`, `ControlNotice`).
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
 //! - [`resource`]: status data of resource groups and the buffer pool.
@@ -33,5 +33,6 @@ pub mod telemetry;
 pub mod wire;
 
 pub use control::{
-    ActorKind, ActorState, Checkpoint, Control, ControlError, ControlReply, StatusReport,
+    ActorKind, ActorState, Checkpoint, Control, ControlError, ControlNotice, ControlReply,
+    ControlRequest, Origin, StatusReport,
 };

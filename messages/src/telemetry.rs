@@ -64,6 +64,9 @@ pub enum TelemetryEvent {
     LauncherSampled(LauncherSampled),
     /// A periodic NVML health sample of one GPU (power, clocks, throttling, energy).
     GpuSampled(GpuSampled),
+    /// An autotuner decided about one knob in one round (changed it, kept it, or left
+    /// it alone because a person turned it).
+    AutotunerDecided(AutotunerDecided),
 }
 
 impl TelemetryEvent {
@@ -84,6 +87,7 @@ impl TelemetryEvent {
             Self::DeviceSampled(e) => e.at_micros,
             Self::LauncherSampled(e) => e.at_micros,
             Self::GpuSampled(e) => e.at_micros,
+            Self::AutotunerDecided(e) => e.at_micros,
         }
     }
 
@@ -104,6 +108,7 @@ impl TelemetryEvent {
             Self::DeviceSampled(_) => "device_sampled",
             Self::LauncherSampled(_) => "launcher_sampled",
             Self::GpuSampled(_) => "gpu_sampled",
+            Self::AutotunerDecided(_) => "autotuner_decided",
         }
     }
 }
@@ -343,6 +348,29 @@ pub struct GpuSampled {
     pub energy_millijoules: Option<u64>,
 }
 
+/// An autotuner's decision about one knob in one round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutotunerDecided {
+    /// Microseconds since the UNIX epoch.
+    pub at_micros: u64,
+    /// The autotuner's registered name.
+    pub autotuner: Name,
+    /// The autotuner's round number (1 = first round).
+    pub round: u64,
+    /// The knob: `workers`, `batch-size` or `prefetch-depth`.
+    pub knob: Name,
+    /// The actor the knob belongs to (the pool, the source, a launcher).
+    pub target: Name,
+    /// The knob's value before the decision.
+    pub from: u32,
+    /// The value decided (equal to `from` when the knob was kept or held).
+    pub to: u32,
+    /// Why, in words a person reads in `vortex ctl <autotuner> status`.
+    pub reason: Name,
+    /// Whether a command was sent (and accepted) to change the knob.
+    pub applied: bool,
+}
+
 macro_rules! impl_from_event {
     ($($variant:ident),* $(,)?) => {
         $(impl From<$variant> for TelemetryEvent {
@@ -368,6 +396,7 @@ impl_from_event!(
     DeviceSampled,
     LauncherSampled,
     GpuSampled,
+    AutotunerDecided,
 );
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::{
 use kameo::actor::ActorRef;
 use tokio::runtime::Handle;
 use vortex_messages::{
-    resource::ResourceGroupStatus, Control, ControlError, ControlReply, StatusReport,
+    resource::ResourceGroupStatus, Control, ControlError, ControlNotice, ControlReply, Origin,
+    StatusReport,
 };
 
 pub use crate::config::RuntimeConfig;
@@ -216,6 +217,7 @@ impl RuntimeBuilder {
             handle,
             phase: AtomicU8::new(RUNNING),
             controls: ControlCounts::default(),
+            control_notices: tokio::sync::broadcast::channel(CONTROL_NOTICES).0,
         });
         Ok(Runtime {
             inner,
@@ -223,6 +225,9 @@ impl RuntimeBuilder {
         })
     }
 }
+
+/// Notices a control listener may fall behind by before it loses the oldest.
+const CONTROL_NOTICES: usize = 256;
 
 const RUNNING: u8 = 0;
 const SHUTTING_DOWN: u8 = 1;
@@ -237,6 +242,8 @@ pub(crate) struct RuntimeInner {
     phase: AtomicU8,
     /// Control commands applied, by actor, command and outcome.
     controls: ControlCounts,
+    /// Every command routed by name, with its origin, for control listeners.
+    control_notices: tokio::sync::broadcast::Sender<ControlNotice>,
 }
 
 /// What [`Runtime::shutdown`] left undelivered, per actor or pool. Those messages are in
@@ -416,13 +423,36 @@ impl Runtime {
     }
 
     /// Sends a control command to an actor, pool or supervisor by name; no type needed.
-    /// An answer slower than the ask timeout is `ControlError::Timeout`.
+    /// An answer slower than the ask timeout is `ControlError::Timeout`. The command's
+    /// origin is [`Origin::Program`]; front doors that know better use
+    /// [`control_from`](Runtime::control_from).
     pub async fn control(
         &self,
         name: &str,
         command: Control,
     ) -> Result<ControlReply, ControlError> {
         self.observer().control(name, command).await
+    }
+
+    /// [`control`](Runtime::control) stamped with who sent the command (`vortex ctl`
+    /// passes [`Origin::Operator`], the cluster log [`Origin::ClusterLog`], the autotuner
+    /// [`Origin::Autotuner`]). After the actor answered, every
+    /// [`control_notices`](Runtime::control_notices) listener gets a [`ControlNotice`].
+    pub async fn control_from(
+        &self,
+        name: &str,
+        command: Control,
+        origin: Origin,
+    ) -> Result<ControlReply, ControlError> {
+        self.observer().control_from(name, command, origin).await
+    }
+
+    /// Listens to every command routed by name from now on ([`control`](Runtime::control),
+    /// [`control_from`](Runtime::control_from), the observer's): one [`ControlNotice`]
+    /// per command, after its answer — except `Status`, which changes nothing. A listener that falls more than 256 notices behind
+    /// loses the oldest (`RecvError::Lagged`); it never slows a command down.
+    pub fn control_notices(&self) -> tokio::sync::broadcast::Receiver<ControlNotice> {
+        self.inner.control_notices.subscribe()
     }
 
     /// Fault injection: makes the named actor's current incarnation fail, exactly as if a
@@ -553,6 +583,17 @@ impl RuntimeObserver {
         name: &str,
         command: Control,
     ) -> Result<ControlReply, ControlError> {
+        self.control_from(name, command, Origin::Program).await
+    }
+
+    /// Sends a control command by name, stamped with its origin (see
+    /// [`Runtime::control_from`]).
+    pub async fn control_from(
+        &self,
+        name: &str,
+        command: Control,
+        origin: Origin,
+    ) -> Result<ControlReply, ControlError> {
         let target = self
             .inner
             .env
@@ -562,6 +603,9 @@ impl RuntimeObserver {
         let timeout = self.inner.env.config.ask_timeout;
         let command_name = command.name();
         let deadlines = &self.inner.env.services.deadlines;
+        // Only commands that change something are announced (see below): the clone is
+        // not made for `Status`.
+        let notice = (command != Control::Status).then(|| command.clone());
         let reply = match deadlines.timeout(timeout, target.control(command)).await {
             Ok(reply) => reply,
             Err(_) => Err(ControlError::Timeout(name.to_owned())),
@@ -574,7 +618,25 @@ impl RuntimeObserver {
             .record(name, command_name, reply.is_ok(), |name| {
                 registry.contains(name)
             });
+        // `Status` changes nothing, and pollers (`vortex top`) send many: listeners would
+        // lose the commands that matter behind them. No listener is fine: `send` only
+        // fails when nobody listens.
+        if let Some(command) = notice {
+            if self.inner.control_notices.receiver_count() > 0 {
+                let _ = self.inner.control_notices.send(ControlNotice {
+                    actor: name.to_owned(),
+                    command,
+                    origin,
+                    succeeded: reply.is_ok(),
+                });
+            }
+        }
         reply
+    }
+
+    /// See [`Runtime::control_notices`].
+    pub fn control_notices(&self) -> tokio::sync::broadcast::Receiver<ControlNotice> {
+        self.inner.control_notices.subscribe()
     }
 
     /// What an exporter samples: every actor's and pool's counters, registration number

@@ -70,6 +70,13 @@ enum Command {
         /// `sink`, `journal`, `scheduler`, `exporter-http`); its supervisor restarts it.
         #[arg(long, value_name = "ACTOR")]
         fail_once: Option<String>,
+        /// Run the autotuner: it scales the preprocessor pool and sets the batch size
+        /// from telemetry (decisions every 500 ms, shown at the end).
+        #[arg(long)]
+        autotune: bool,
+        /// The autotuner's p99 latency target per batch, in milliseconds.
+        #[arg(long, default_value_t = 100, requires = "autotune")]
+        latency_target_ms: u64,
     },
 }
 
@@ -89,7 +96,13 @@ fn main() -> Result<()> {
             data_dir,
             poison_every,
             fail_once,
+            autotune,
+            latency_target_ms,
         } => {
+            let autotune = autotune.then(|| vortex::actors::autotuner::AutotunerSettings {
+                latency_target_ms,
+                ..Default::default()
+            });
             let config = DemoConfig {
                 duration: Duration::from_secs_f64(seconds.max(0.0)),
                 workers,
@@ -104,6 +117,7 @@ fn main() -> Result<()> {
                     poison_every,
                     fail_once,
                 },
+                autotune,
                 ..DemoConfig::default()
             };
             let tokio = tokio::runtime::Builder::new_multi_thread()
