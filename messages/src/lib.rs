@@ -10,6 +10,8 @@
 //!   their errors.
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
+//! - [`raft`]: the cluster control log's commands (`ClusterCommand`, `Target`,
+//!   `RequestId`) and how proposals are answered (`ProposalOutcome`).
 //! - [`resource`]: status data of resource groups and the buffer pool.
 //! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
@@ -28,6 +30,7 @@
 pub mod control;
 pub mod journal;
 pub mod pipeline;
+pub mod raft;
 pub mod resource;
 pub mod telemetry;
 pub mod wire;
