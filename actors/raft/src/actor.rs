@@ -291,12 +291,8 @@ impl RaftPeer {
                 }
             }
         }
-        for (request, outcome) in answers {
-            self.answer(request, outcome);
-        }
-        for (read, outcome) in reads {
-            self.answer_read(read, outcome);
-        }
+        // Effects before answers: `Committed` means this node has also handed the
+        // command to its local actor (and the actor answered or timed out).
         let id = self.options.config.id;
         for entry in applied {
             let Some(command) = entry.effect else {
@@ -305,6 +301,12 @@ impl RaftPeer {
             if command.target.includes(id) {
                 control(&self.observer, &command).await;
             }
+        }
+        for (request, outcome) in answers {
+            self.answer(request, outcome);
+        }
+        for (read, outcome) in reads {
+            self.answer_read(read, outcome);
         }
     }
 

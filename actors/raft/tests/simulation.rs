@@ -13,7 +13,7 @@ mod sim;
 use sim::{Faults, Report, Sim};
 
 /// Steps per seed in the CI run.
-const CI_STEPS: u64 = 600;
+const CI_STEPS: u64 = 2500;
 
 fn run(seed: u64, nodes: u64, steps: u64) -> Report {
     let report = Sim::new(seed, nodes, Faults::default()).run(steps);

@@ -12,12 +12,15 @@ use crate::error::RaftResult;
 /// The checkpoint-store name the replica is saved under (epoch = applied index).
 pub const STATE_CHECKPOINT_NAME: &str = "raft-state";
 
+/// The latest saved replica: its applied index and bytes.
+type Saved = Option<(u64, Vec<u8>)>;
+
 /// Where the replica is saved after every batch of applied entries.
 #[derive(Debug, Clone)]
 pub enum StateStore {
     /// In memory: the latest bytes, shared by clones (they survive a restart of the
     /// peer in this process, not the process).
-    Memory(Arc<Mutex<Option<(u64, Vec<u8>)>>>),
+    Memory(Arc<Mutex<Saved>>),
     /// In a [`CheckpointStore`]: one file per applied index, written atomically; older
     /// ones are removed once the newer one is durable.
     Disk(CheckpointStore),

@@ -426,7 +426,7 @@ impl Sim {
             if !faulty {
                 node.slow_until = 0;
             }
-            if node.paused_until > now || (node.slow_until > now && now % 2 == 0) {
+            if node.paused_until > now || (node.slow_until > now && now & 1 == 0) {
                 continue;
             }
             if let Some(core) = &mut node.core {
