@@ -243,30 +243,34 @@ impl RaftPeer {
         }
     }
 
-    /// Runs `step` on the core and handles the `Ready` that follows; off the tokio
-    /// workers when the storage is on disk.
-    async fn run<X: Send + 'static>(
+    /// Runs `step` on the core (pure and in memory, so inline) and handles the `Ready`
+    /// that follows, if any: off the tokio workers when the storage is on disk, because
+    /// a `Ready` may write and fsync.
+    async fn run<X>(
         &mut self,
-        step: impl FnOnce(&mut RaftCore<ControlMachine>) -> X + Send + 'static,
+        step: impl FnOnce(&mut RaftCore<ControlMachine>) -> X,
     ) -> Result<X, ActorError> {
         let Some(mut core) = self.core.take() else {
             return Err("the raft core is not open".into());
         };
-        let (core, result) = if self.blocking {
+        let answer = step(&mut core);
+        if !core.has_ready() {
+            self.core = Some(core);
+            return Ok(answer);
+        }
+        let (core, output) = if self.blocking {
             tokio::task::spawn_blocking(move || {
-                let answer = step(&mut core);
                 let output = core.handle_ready();
-                (core, output.map(|output| (answer, output)))
+                (core, output)
             })
             .await?
         } else {
-            let answer = step(&mut core);
             let output = core.handle_ready();
-            (core, output.map(|output| (answer, output)))
+            (core, output)
         };
         self.core = Some(core);
-        match result {
-            Ok((answer, output)) => {
+        match output {
+            Ok(output) => {
                 self.deliver(output).await;
                 Ok(answer)
             }

@@ -28,7 +28,8 @@ pub struct PeerConfig {
     /// This peer's raft id (not 0).
     pub id: u64,
     /// The voters of a new cluster (ignored when the storage already holds a
-    /// configuration).
+    /// configuration). Empty for a node that joins an existing cluster: it waits until
+    /// a leader that added it (`ConfChange` `AddNode`) replicates the log to it.
     pub voters: Vec<u64>,
     /// Ticks between heartbeats. Default 2.
     pub heartbeat_tick: usize,

@@ -234,3 +234,43 @@ fn a_read_on_the_leader_sees_every_write_acknowledged_before_it() {
     assert!(index >= 2);
     assert!(cluster.core(1).replica().applied >= index);
 }
+
+#[test]
+fn a_node_added_by_a_conf_change_catches_up_from_the_log() {
+    use raft::prelude::{ConfChange, ConfChangeType};
+    let mut cluster = Cluster::new();
+    cluster.tick(&[1, 2, 3], 12);
+    assert_eq!(cluster.core(1).propose(request(1), pause("gpu")), None);
+    cluster.pump();
+    // A fourth node starts empty: no configuration, no log.
+    let mut config = PeerConfig::new(4, &[]);
+    config.election_timeout = Some(30);
+    let four = RaftCore::new(
+        &config,
+        RaftStorage::memory(&[]),
+        StateStore::memory(),
+        ControlMachine::default(),
+    )
+    .unwrap();
+    cluster.cores.push(four);
+    let change = ConfChange {
+        change_type: ConfChangeType::AddNode,
+        node_id: 4,
+        ..ConfChange::default()
+    };
+    assert_eq!(
+        cluster.core(1).propose_conf_change(request(2), change),
+        None
+    );
+    cluster.tick(&[1, 2, 3, 4], 6);
+    assert!(
+        cluster.answers[&request(2)].is_committed(),
+        "{:?}",
+        cluster.answers
+    );
+    let leader_applied = cluster.core(1).replica().applied;
+    let four = cluster.core(4);
+    assert_eq!(four.replica().applied, leader_applied);
+    assert!(four.replica().machine.rows_for(4)[0].1.paused);
+    assert_eq!(four.leader(), Some(1));
+}

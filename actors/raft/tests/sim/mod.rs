@@ -162,6 +162,9 @@ struct Node {
     slow_until: u64,
     /// Log indices verified against the committed map.
     checked: u64,
+    /// Length of this node's applied request sequence verified against the canonical
+    /// one.
+    verified: usize,
 }
 
 /// A write, across the attempts a client makes with the same request id.
@@ -222,6 +225,9 @@ pub(crate) struct Sim {
     acknowledged: BTreeSet<RequestId>,
     leaders: BTreeMap<u64, u64>,
     committed: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// The longest applied request sequence seen, and its members.
+    canonical: Vec<RequestId>,
+    canonical_set: BTreeSet<RequestId>,
     report: Report,
 }
 
@@ -253,6 +259,7 @@ impl Sim {
                     paused_until: 0,
                     slow_until: 0,
                     checked: 0,
+                    verified: 0,
                 }
             })
             .collect();
@@ -283,6 +290,8 @@ impl Sim {
             acknowledged: BTreeSet::new(),
             leaders: BTreeMap::new(),
             committed: BTreeMap::new(),
+            canonical: Vec::new(),
+            canonical_set: BTreeSet::new(),
             report: Report {
                 seed,
                 ..Report::default()
@@ -317,6 +326,7 @@ impl Sim {
             Ok(core) => {
                 node.core = Some(core);
                 node.checked = 0;
+                node.verified = 0;
             }
             Err(error) => {
                 let id = node.id;
@@ -748,6 +758,43 @@ impl Sim {
             self.fail(failure);
         }
         self.nodes[index].checked = applied;
+        self.check_sequence(index);
+    }
+
+    /// Applied sequences are identical prefixes with no duplicates, at every step: each
+    /// node's sequence of applied request ids is a prefix of the canonical one, or
+    /// extends it with requests it does not hold yet.
+    fn check_sequence(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let Some(core) = &node.core else {
+            return;
+        };
+        let log = &core.replica().machine.log;
+        let mut failure = None;
+        for (position, request) in log.iter().enumerate().skip(node.verified) {
+            match self.canonical.get(position) {
+                Some(expected) if expected != request => {
+                    failure = Some(format!(
+                        "node {} applied {request} at position {position}, others {expected}",
+                        node.id
+                    ));
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    if !self.canonical_set.insert(*request) {
+                        failure = Some(format!("request {request} was applied twice"));
+                        break;
+                    }
+                    self.canonical.push(*request);
+                }
+            }
+        }
+        let verified = log.len();
+        if let Some(failure) = failure {
+            self.fail(failure);
+        }
+        self.nodes[index].verified = verified;
     }
 
     /// At most one leader per term.
