@@ -3,8 +3,9 @@
 //! at every step and at the end.
 //!
 //! * `cargo test -p vortex-raft --test simulation` — the CI seeds.
-//! * `VORTEX_RAFT_SEED=<seed> cargo test -p vortex-raft --test simulation replay -- --nocapture`
-//!   replays one seed (a failure prints its seed and this command).
+//! * `VORTEX_RAFT_SEED=<seed> [VORTEX_RAFT_NODES=5] [VORTEX_RAFT_STEPS=<n>] cargo test -p
+//!   vortex-raft --test simulation replay -- --nocapture` replays one seed (a failure
+//!   prints this command with its values filled in).
 //! * `cargo test --release -p vortex-raft --test simulation soak -- --ignored --nocapture`
 //!   — the long soak: `VORTEX_RAFT_SOAK_SEEDS` seeds (default 300) per cluster size.
 
@@ -58,7 +59,9 @@ fn replay() {
     };
     let seed: u64 = seed.parse().expect("VORTEX_RAFT_SEED is a number");
     let nodes = std::env::var("VORTEX_RAFT_NODES").map_or(3, |n| n.parse().expect("a number"));
-    run(seed, nodes, CI_STEPS);
+    let steps =
+        std::env::var("VORTEX_RAFT_STEPS").map_or(CI_STEPS, |n| n.parse().expect("a number"));
+    run(seed, nodes, steps);
 }
 
 #[test]

@@ -209,6 +209,8 @@ struct InFlight {
 /// One simulated cluster.
 pub(crate) struct Sim {
     seed: u64,
+    /// Faulty steps of this run (for the replay command).
+    steps: u64,
     rng: Rng,
     faults: Faults,
     voters: Vec<u64>,
@@ -274,6 +276,7 @@ impl Sim {
             .collect();
         let mut sim = Self {
             seed,
+            steps: 0,
             rng,
             faults,
             voters,
@@ -305,8 +308,16 @@ impl Sim {
 
     fn fail(&self, what: impl std::fmt::Display) -> ! {
         panic!(
-            "raft simulation: seed {} step {}: {what}\n  replay: VORTEX_RAFT_SEED={} cargo test -p vortex-raft --test simulation replay -- --nocapture",
-            self.seed, self.now, self.seed
+            "raft simulation: seed {} ({} nodes, {} steps) step {}: {what}\n  replay: \
+             VORTEX_RAFT_SEED={} VORTEX_RAFT_NODES={} VORTEX_RAFT_STEPS={} \
+             cargo test -p vortex-raft --test simulation replay -- --nocapture",
+            self.seed,
+            self.nodes.len(),
+            self.steps,
+            self.now,
+            self.seed,
+            self.nodes.len(),
+            self.steps
         )
     }
 
@@ -368,6 +379,7 @@ impl Sim {
     /// Runs `steps` faulty steps, then heals everything and runs until quiet, then
     /// checks the end-of-run invariants.
     pub(crate) fn run(mut self, steps: u64) -> Report {
+        self.steps = steps;
         for _ in 0..steps {
             self.step(true);
         }
