@@ -11,7 +11,8 @@
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
 //! - [`raft`]: the cluster control log's commands (`ClusterCommand`, `Target`,
-//!   `RequestId`) and how proposals are answered (`ProposalOutcome`).
+//!   `RequestId`), how proposals are answered (`ProposalOutcome`), and the envelope a
+//!   raft message travels in (`RaftEnvelope`).
 //! - [`resource`]: status data of resource groups and the buffer pool.
 //! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.

@@ -139,3 +139,16 @@ impl ProposalOutcome {
         matches!(self, ProposalOutcome::Committed { .. })
     }
 }
+
+/// A raft message between peers, as it travels on the wire: raft-rs's protobuf
+/// encoding of `eraftpb::Message` in a serialisable envelope (`vortex_raft::transport`
+/// builds and opens it), so a transport frames it like every other wire type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftEnvelope {
+    /// The sending peer's raft id.
+    pub from: u64,
+    /// The receiving peer's raft id.
+    pub to: u64,
+    /// The protobuf-encoded raft message.
+    pub message: Vec<u8>,
+}

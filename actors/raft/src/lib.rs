@@ -15,8 +15,9 @@
 //!   journal batch per `Ready`) and [`StateStore`] (the replica in a checkpoint store).
 //! * [`actor`] — [`RaftPeer`], the thin actor that owns a core: `Tick`, `Raft`,
 //!   `Propose`, `ReadIndex`, `ConfChange`, `Unreachable`, `SnapshotStatus`.
-//! * [`transport`] — the [`Transport`] trait and [`LocalTransport`], in-process
-//!   channels between peers (TCP is part 2).
+//! * [`transport`] — the [`Transport`] trait, [`LocalNetwork`] / [`LocalTransport`]
+//!   (in-process delivery between peers), and `seal` / `open`, a raft message in and
+//!   out of its wire envelope (TCP is part 2).
 //! * [`error`] — [`RaftError`].
 //! * `vortex_messages::raft` — the wire vocabulary (`ClusterCommand`, `Target`,
 //!   `RequestId`, `ProposalOutcome`).

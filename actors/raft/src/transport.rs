@@ -1,15 +1,46 @@
 //! How raft messages travel between peers: the [`Transport`] trait, and
 //! [`LocalNetwork`] / [`LocalTransport`], in-process delivery through the peers'
-//! mailboxes (tests, and several peers in one process). TCP between processes is part 2.
+//! mailboxes (tests, and several peers in one process), and [`seal`] / [`open`], which
+//! put a raft message in its wire envelope and take it out. TCP between processes is
+//! part 2.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use protobuf::Message as _;
 use raft::prelude::Message;
+use vortex_messages::raft::RaftEnvelope;
 use vortex_runtime::Addr;
 
 use crate::actor::{RaftPeer, RaftPeerMessage};
+use crate::error::{RaftError, RaftResult};
+
+/// Wraps a raft message for the wire (see [`RaftEnvelope`]).
+pub fn seal(message: &Message) -> RaftResult<RaftEnvelope> {
+    let bytes = message
+        .write_to_bytes()
+        .map_err(|error| RaftError::Corrupt(format!("cannot encode a raft message: {error}")))?;
+    Ok(RaftEnvelope {
+        from: message.from,
+        to: message.to,
+        message: bytes,
+    })
+}
+
+/// Opens an envelope from the wire. A message whose header disagrees with its envelope
+/// is refused (a peer must not be able to speak for another).
+pub fn open(envelope: &RaftEnvelope) -> RaftResult<Message> {
+    let message = Message::parse_from_bytes(&envelope.message)
+        .map_err(|error| RaftError::Corrupt(format!("a raft message does not decode: {error}")))?;
+    if message.from != envelope.from || message.to != envelope.to {
+        return Err(RaftError::Corrupt(format!(
+            "envelope {} → {} carries a message {} → {}",
+            envelope.from, envelope.to, message.from, message.to
+        )));
+    }
+    Ok(message)
+}
 
 /// Sends raft messages to other peers. Delivery may fail or lose messages — raft
 /// tolerates both — but a send must never block.
@@ -105,5 +136,43 @@ impl Transport for LocalTransport {
                 // The mailbox hands back the message it was given, a `Raft` one.
                 _ => Box::default(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::{Entry, MessageType};
+
+    #[test]
+    fn a_message_survives_the_envelope_and_a_forged_one_is_refused() {
+        let message = Message {
+            msg_type: MessageType::MsgAppend,
+            from: 1,
+            to: 2,
+            term: 7,
+            entries: vec![Entry {
+                index: 3,
+                term: 7,
+                data: b"pause".to_vec().into(),
+                ..Entry::default()
+            }]
+            .into(),
+            ..Message::default()
+        };
+        let envelope = seal(&message).unwrap();
+        let bytes = vortex_messages::wire::encode(&envelope).unwrap();
+        let back: RaftEnvelope = vortex_messages::wire::decode(&bytes).unwrap();
+        assert_eq!(open(&back).unwrap(), message);
+        let forged = RaftEnvelope {
+            from: 3,
+            ..back.clone()
+        };
+        assert!(matches!(open(&forged), Err(RaftError::Corrupt(_))));
+        let garbage = RaftEnvelope {
+            message: vec![0xff; 9],
+            ..back
+        };
+        assert!(matches!(open(&garbage), Err(RaftError::Corrupt(_))));
     }
 }
