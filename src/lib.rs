@@ -9,6 +9,7 @@
 //! - [`messages`]: `vortex-messages`, the protocol.
 //! - [`runtime`]: `vortex-runtime`, the actor core.
 //! - [`actors`]: `vortex-actors`, the subsystem actors.
+//! - [`raft`]: `vortex-raft`, the raft peer (a replicated control log on raft-rs).
 //! - [`demo`]: the built-in single-node pipeline `vortex run` starts.
 //!
 //! # Example
@@ -37,6 +38,7 @@ pub mod demo;
 
 pub use vortex_actors as actors;
 pub use vortex_messages as messages;
+pub use vortex_raft as raft;
 pub use vortex_runtime as runtime;
 
 /// Everything an embedding program usually needs.

@@ -10,6 +10,9 @@
 //!   their errors; who sent a command (`Origin`, `ControlRequest`, `ControlNotice`).
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
+//! - [`raft`]: the cluster control log's commands (`ClusterCommand`, `Target`,
+//!   `RequestId`), how proposals are answered (`ProposalOutcome`), and the envelope a
+//!   raft message travels in (`RaftEnvelope`).
 //! - [`resource`]: status data of resource groups and the buffer pool.
 //! - [`telemetry`]: typed telemetry events (batches, mailboxes, lifecycle, devices, …).
 //! - [`wire`]: bincode 2 encoding helpers with a size limit and a typed error.
@@ -28,6 +31,7 @@
 pub mod control;
 pub mod journal;
 pub mod pipeline;
+pub mod raft;
 pub mod resource;
 pub mod telemetry;
 pub mod wire;
