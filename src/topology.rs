@@ -41,7 +41,7 @@ pub const TRANSFORMS: &[&str] = &["normalize-images"];
 pub const KERNELS: &[&str] = &[MlpKernel::NAME];
 
 /// The actors a pipeline registers (valid keys of `checkpoints.every_ms`).
-pub const PIPELINE_ACTORS: &[&str] = &["source", "preprocess", "router", "sink"];
+pub const PIPELINE_ACTORS: &[&str] = &["source", "preprocess", "sink"];
 
 /// Why a topology file was refused. Each names the file, the line (1-based) and the
 /// field.
