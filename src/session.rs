@@ -17,6 +17,7 @@
 //! manifest.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +130,7 @@ pub struct Session {
     control: Option<ControlServer>,
     scheduler: Option<Scheduler>,
     timers: Vec<crate::actors::scheduler::TimerHandle>,
+    commands: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Session {
@@ -202,6 +204,7 @@ impl Session {
             control: None,
             scheduler: None,
             timers: Vec::new(),
+            commands: Arc::new(AtomicU64::new(0)),
         };
         session.write_manifest()?;
         Ok(session)
@@ -287,7 +290,9 @@ impl Session {
         };
         let journal = Arc::clone(&self.checkpoints);
         let events = telemetry.clone();
+        let commands = Arc::clone(&self.commands);
         let audit = Arc::new(move |record: ControlJournaled| {
+            commands.fetch_add(1, Relaxed);
             if let Some(events) = &events {
                 let _ = events.try_publish(TelemetryEvent::ControlApplied(ControlApplied {
                     at_micros: crate::actors::preprocessor::now_micros(),
@@ -323,17 +328,16 @@ impl Session {
     }
 
     /// Stops the periodic checkpoints and the control server (no command arrives after
-    /// this), so the pipeline can drain.
+    /// this), so the pipeline can drain. Returns the control commands served (every
+    /// one is in the journal).
     pub async fn stop_services(&mut self) -> u64 {
         for timer in self.timers.drain(..) {
             let _ = timer.cancel();
         }
-        let mut served = 0;
         if let Some(control) = self.control.take() {
-            served = control.requests();
             control.shutdown().await;
         }
-        served
+        self.commands.load(Relaxed)
     }
 
     /// Flushes the journal and writes the final manifest.
