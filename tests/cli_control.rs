@@ -132,3 +132,42 @@ fn a_socket_path_over_the_platform_limit_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the platform allows at most 107"), "{stderr}");
 }
+
+#[test]
+fn the_tcp_listener_serves_the_right_secret_and_refuses_a_wrong_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let secret = directory.path().join("secret");
+    std::fs::write(&secret, "correct horse\n").unwrap();
+    let wrong = directory.path().join("wrong");
+    std::fs::write(&wrong, "battery staple\n").unwrap();
+    let extra = format!(
+        "[control]\ntcp = \"127.0.0.1:0\"\nsecret_file = {:?}\n",
+        secret.display().to_string()
+    );
+    let file = topology(directory.path(), &extra);
+    let mut run = Running::start(&[file.to_str().unwrap()]);
+    let addr = run.wait_for_line("control tcp:");
+    let tcp = |secret: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(cli_support::VORTEX)
+            .args(["ctl", "--addr", &addr, "--secret-file"])
+            .arg(secret)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = tcp(&secret, &["list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("source"));
+    let refused = tcp(&wrong, &["list"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused the secret"), "{stderr}");
+    assert!(!stderr.contains("battery"), "the secret is never printed");
+    let paused = tcp(&secret, &["source", "pause"]);
+    assert!(paused.status.success());
+    // Stopped while the source is paused: it is resumed to drain, and the run exits 0.
+    run.terminate();
+    let status = run.wait();
+    assert!(status.success(), "{}", run.stdout());
+    assert!(run.stdout().contains("lost 0"), "{}", run.stdout());
+}

@@ -72,6 +72,8 @@ pub enum FrameError {
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
     inner: LengthDelimitedCodec,
+    /// The inner codec has taken a frame's header and waits for its payload.
+    in_frame: bool,
     limit: usize,
     version: u8,
     types: PhantomData<fn(Out) -> In>,
@@ -97,6 +99,7 @@ impl<In, Out> FrameCodec<In, Out> {
             .new_codec();
         FrameCodec {
             inner,
+            in_frame: false,
             limit,
             version,
             types: PhantomData,
@@ -134,7 +137,9 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
-        if src.len() >= HEADER_BYTES {
+        // Between frames the buffer starts with a header: refuse an oversized one with
+        // its size (the inner codec would refuse it too, but without saying how big).
+        if !self.in_frame && src.len() >= HEADER_BYTES {
             let size = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
             if size > self.limit {
                 return Err(FrameError::Oversized {
@@ -143,9 +148,17 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
                 });
             }
         }
+        let had_header = src.len() >= HEADER_BYTES || self.in_frame;
         match self.inner.decode(src)? {
-            Some(frame) => Ok(Some(self.payload(frame))),
-            None => Ok(None),
+            Some(frame) => {
+                self.in_frame = false;
+                Ok(Some(self.payload(frame)))
+            }
+            None => {
+                // The inner codec consumes a whole header before it waits for a payload.
+                self.in_frame = had_header;
+                Ok(None)
+            }
         }
     }
 }
@@ -218,6 +231,18 @@ mod tests {
             big.encode(vec![0; 16], &mut BytesMut::new()),
             Err(FrameError::Oversized { .. })
         ));
+    }
+
+    #[test]
+    fn a_payload_arriving_after_its_header_is_not_taken_for_a_header() {
+        // The payload's first bytes read as a huge length; they must not be checked as one.
+        let mut codec = FrameCodec::<Vec<u8>, Vec<u8>>::new();
+        let mut whole = BytesMut::new();
+        codec.encode(vec![0xff; 40], &mut whole).unwrap();
+        let mut buffer = whole.split_to(HEADER_BYTES + 3);
+        assert!(codec.decode(&mut buffer).unwrap().is_none());
+        buffer.extend_from_slice(&whole);
+        assert_eq!(codec.decode(&mut buffer).unwrap().unwrap().unwrap(), vec![0xff; 40]);
     }
 
     #[test]
