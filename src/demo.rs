@@ -26,14 +26,14 @@ use std::{fmt::Write as _, future::Future, path::PathBuf, sync::Arc, time::Durat
 
 use vortex_messages::pipeline::FinishedBatch;
 
+use crate::actors::control::TcpControl;
 use crate::actors::launcher::{
     ComputeDevice, CpuDevice, KernelRegistry, Launcher, LauncherConfig, LauncherHandle, MlpKernel,
     Router, ScoreWeights,
 };
 use crate::actors::preprocessor::{NormalizeImages, Preprocessor, PreprocessorConfig};
-use crate::actors::source::{ImageSource, SourceConfig};
-use crate::actors::control::TcpControl;
 use crate::actors::source::SourceHandle;
+use crate::actors::source::{ImageSource, SourceConfig};
 use crate::actors::telemetry::{
     ExporterConfig, RuntimeExporter, TelemetryHandle, TelemetryPublisher,
 };
@@ -320,6 +320,10 @@ pub struct DemoReport {
     pub ended_by: String,
     /// Control commands served on the control socket.
     pub control_commands: u64,
+    /// Messages still queued when the runtime shut down, per actor (in the dead-letter
+    /// sink, reason `Undelivered`; batches are drained before, so these are telemetry
+    /// events and the like).
+    pub leftovers: ShutdownReport,
 }
 
 impl DemoReport {
@@ -400,6 +404,20 @@ impl DemoReport {
             );
         }
         let _ = write!(out, "dead letters: {}", self.dead_letters);
+        if self.leftovers.total_undelivered() > 0 {
+            let each: Vec<String> = self
+                .leftovers
+                .undelivered
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let _ = write!(
+                out,
+                "\nleftovers at shutdown (dead-lettered, not lost): {}",
+                each.join(", ")
+            );
+        }
         out
     }
 
@@ -457,7 +475,10 @@ pub fn resolved_groups(config: &DemoConfig) -> Vec<GroupSpec> {
         });
     }
     for configured in &config.resource_groups {
-        match groups.iter_mut().find(|group| group.name == configured.name) {
+        match groups
+            .iter_mut()
+            .find(|group| group.name == configured.name)
+        {
             Some(group) => *group = configured.clone(),
             None => groups.push(configured.clone()),
         }
@@ -605,7 +626,16 @@ pub async fn run_until(
     let first_id = source.next_id();
     let start = tokio::time::Instant::now();
     let mut on_progress = |progress: &Progress| on_event(RunEvent::Progress(progress));
-    let ended_by = feed(&rt, &config, &source, &router, first_id, stop, &mut on_progress).await?;
+    let ended_by = feed(
+        &rt,
+        &config,
+        &source,
+        &router,
+        first_id,
+        stop,
+        &mut on_progress,
+    )
+    .await?;
     let fed_for = start.elapsed();
     let control_commands = session.stop_services().await;
     drain_source(&rt, &source).await;
@@ -623,7 +653,7 @@ pub async fn run_until(
     if let Some(exporter) = exporter {
         let _ = exporter.shutdown().await;
     }
-    rt.shutdown().await;
+    let leftovers = rt.shutdown().await;
     let data_dir = session.data_dir().to_owned();
     let run = session.run_number();
     let lost = (sent.saturating_sub(totals.2 + dead_letters)) + totals.0.abs_diff(totals.2);
@@ -643,6 +673,7 @@ pub async fn run_until(
         restored,
         ended_by: ended_by.to_owned(),
         control_commands,
+        leftovers,
         sent,
         received: totals.0,
         distinct: totals.2,
@@ -731,8 +762,8 @@ fn progress(
         .map(|launcher| launcher.stats().snapshot())
         .collect();
     let finished: u64 = snapshots.iter().map(|s| s.batches).sum();
-    let stall = snapshots.iter().map(|s| s.data_stall_ratio).sum::<f64>()
-        / snapshots.len().max(1) as f64;
+    let stall =
+        snapshots.iter().map(|s| s.data_stall_ratio).sum::<f64>() / snapshots.len().max(1) as f64;
     let now = tokio::time::Instant::now();
     let rate = (finished - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-9);
     *last = (now, finished);

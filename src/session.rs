@@ -24,9 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::actors::control::{ControlServer, ControlServerConfig, ControlServices};
-use crate::actors::journal::{
-    CheckpointOptions, Durability, DurableCheckpoints, JournalConfig,
-};
+use crate::actors::journal::{CheckpointOptions, Durability, DurableCheckpoints, JournalConfig};
 use crate::actors::scheduler::Scheduler;
 use crate::actors::telemetry::TelemetryHandle;
 use crate::demo::{ControlSettings, DemoConfig};
@@ -185,7 +183,9 @@ impl Session {
                 reason: error.to_string(),
             }
         })?;
-        let previous = read_manifest(&data_dir).map(|manifest| manifest.run).unwrap_or(0);
+        let previous = read_manifest(&data_dir)
+            .map(|manifest| manifest.run)
+            .unwrap_or(0);
         let manifest = RunManifest {
             run: previous + 1,
             topology: config.topology_name.clone(),
@@ -319,7 +319,9 @@ impl Session {
 
     /// The control server's Unix socket, if it serves one.
     pub fn control_socket(&self) -> Option<&Path> {
-        self.control.as_ref().and_then(|server| server.socket_path())
+        self.control
+            .as_ref()
+            .and_then(|server| server.socket_path())
     }
 
     /// The control server's TCP address, if it serves one.

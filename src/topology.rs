@@ -467,7 +467,11 @@ impl Topology {
         at_least_one("devices", "count", self.devices.count.into())?;
         at_least_one("devices", "memory_mib", self.devices.memory_mib)?;
         at_least_one("launchers", "hidden", self.launchers.hidden as u64)?;
-        at_least_one("launchers", "prefetch_depth", self.launchers.prefetch_depth.into())?;
+        at_least_one(
+            "launchers",
+            "prefetch_depth",
+            self.launchers.prefetch_depth.into(),
+        )?;
         at_least_one("scheduler", "resolution_ms", self.scheduler.resolution_ms)?;
         at_least_one("checkpoints", "keep", self.checkpoints.keep as u64)?;
         if !TRANSFORMS.contains(&self.preprocessor.transform.as_str()) {
@@ -544,7 +548,11 @@ impl Topology {
         }
         if let Some(autotuner) = &self.autotuner {
             at_least_one("autotuner", "interval_ms", autotuner.interval_ms)?;
-            at_least_one("autotuner", "latency_target_ms", autotuner.latency_target_ms)?;
+            at_least_one(
+                "autotuner",
+                "latency_target_ms",
+                autotuner.latency_target_ms,
+            )?;
             let bounds = &autotuner.bounds;
             for (name, [low, high]) in [
                 ("batch_items", bounds.batch_items),

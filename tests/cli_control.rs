@@ -26,7 +26,8 @@ fn a_run_is_commanded_stopped_by_sigterm_and_resumed() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
-    let list: serde_json::Value = serde_json::from_str(&ctl_ok(&socket, &["--json", "list"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ctl_ok(&socket, &["--json", "list"])).unwrap();
     let names: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -38,19 +39,32 @@ fn a_run_is_commanded_stopped_by_sigterm_and_resumed() {
     }
     assert!(ctl_ok(&socket, &["list"]).starts_with("NAME"));
 
-    assert_eq!(ctl_ok(&socket, &["source", "pause"]).trim(), "source: paused");
+    assert_eq!(
+        ctl_ok(&socket, &["source", "pause"]).trim(),
+        "source: paused"
+    );
     let status: serde_json::Value =
         serde_json::from_str(&ctl_ok(&socket, &["--json", "source", "status"])).unwrap();
     assert_eq!(status["ok"]["Status"]["state"], "Paused", "{status}");
-    assert_eq!(ctl_ok(&socket, &["source", "resume"]).trim(), "source: resumed");
+    assert_eq!(
+        ctl_ok(&socket, &["source", "resume"]).trim(),
+        "source: resumed"
+    );
     assert!(ctl_ok(&socket, &["source", "checkpoint"]).starts_with("source: checkpoint epoch"));
-    assert_eq!(ctl_ok(&socket, &["preprocess", "scale", "3"]).trim(), "preprocess: scaled 2 -> 3");
+    assert_eq!(
+        ctl_ok(&socket, &["preprocess", "scale", "3"]).trim(),
+        "preprocess: scaled 2 -> 3"
+    );
 
     let unknown = ctl(&socket, &["nobody", "pause"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown actor `nobody`"));
     let refused = ctl(&socket, &["source", "scale", "2"]);
-    assert_eq!(refused.status.code(), Some(1), "scale on a single actor is refused");
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "scale on a single actor is refused"
+    );
 
     let events = ctl_ok(&socket, &["--json", "--count", "3", "events"]);
     assert_eq!(events.lines().count(), 3, "{events}");
@@ -65,7 +79,10 @@ fn a_run_is_commanded_stopped_by_sigterm_and_resumed() {
     assert!(status.success(), "exit {status:?}\n{stdout}");
     assert!(stdout.contains("lost 0"), "{stdout}");
     assert!(stdout.contains("run 1 on"), "{stdout}");
-    assert!(stdout.contains("(stopped), 7 control commands served"), "{stdout}");
+    assert!(
+        stdout.contains("(stopped), 7 control commands served"),
+        "{stdout}"
+    );
     assert!(!socket.exists(), "the socket is removed at the end");
 
     let manifest = read_manifest(&data).expect("a manifest");
@@ -74,7 +91,10 @@ fn a_run_is_commanded_stopped_by_sigterm_and_resumed() {
     assert_eq!(results.ended_by, "stopped");
     assert_eq!(results.lost, 0);
     assert_eq!(results.control_commands, 7);
-    assert!(stdout.contains(&format!("sent {} received {}", results.sent, results.received)));
+    assert!(stdout.contains(&format!(
+        "sent {} received {}",
+        results.sent, results.received
+    )));
 
     let (journal, _) = Journal::open(data.join("journal"), JournalConfig::default()).unwrap();
     let commands: Vec<String> = journal
@@ -112,7 +132,11 @@ fn a_run_is_commanded_stopped_by_sigterm_and_resumed() {
     let status = again.wait();
     assert!(status.success(), "{}", again.stdout());
     assert!(again.stdout().contains("run 2 on"), "{}", again.stdout());
-    assert!(again.stdout().contains("sent 8 received 8"), "{}", again.stdout());
+    assert!(
+        again.stdout().contains("sent 8 received 8"),
+        "{}",
+        again.stdout()
+    );
     let manifest = read_manifest(&data).unwrap();
     assert_eq!(manifest.run, 2);
     assert_eq!(manifest.restored[0].0, "source");
@@ -130,7 +154,10 @@ fn a_socket_path_over_the_platform_limit_is_a_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("the platform allows at most 107"), "{stderr}");
+    assert!(
+        stderr.contains("the platform allows at most 107"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -156,7 +183,11 @@ fn the_tcp_listener_serves_the_right_secret_and_refuses_a_wrong_one() {
             .unwrap()
     };
     let listed = tcp(&secret, &["list"]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     assert!(String::from_utf8_lossy(&listed.stdout).contains("source"));
     let refused = tcp(&wrong, &["list"]);
     assert_eq!(refused.status.code(), Some(1));

@@ -79,7 +79,10 @@ async fn raw(path: &std::path::Path) -> Raw {
 }
 
 async fn next(framed: &mut Raw) -> Option<CtlResponse> {
-    match tokio::time::timeout(DEADLINE, framed.next()).await.expect("an answer in time") {
+    match tokio::time::timeout(DEADLINE, framed.next())
+        .await
+        .expect("an answer in time")
+    {
         Some(Ok(Ok(response))) => Some(response),
         Some(other) => panic!("bad answer: {other:?}"),
         None => None,
@@ -104,7 +107,10 @@ async fn the_socket_is_private_and_a_second_server_is_refused() {
         audit: None,
     };
     let second = ControlServer::start(config.clone(), services.clone()).await;
-    assert!(matches!(second, Err(ControlServerError::SocketInUse(_))), "{second:?}");
+    assert!(
+        matches!(second, Err(ControlServerError::SocketInUse(_))),
+        "{second:?}"
+    );
     server.shutdown().await;
     assert!(!path.exists());
     // A socket file left by a dead process is replaced.
@@ -125,7 +131,13 @@ async fn the_socket_is_private_and_a_second_server_is_refused() {
         audit: None,
     };
     let error = ControlServer::start(config, services).await.unwrap_err();
-    assert!(matches!(error, ControlServerError::SocketPathTooLong { max: 107, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            ControlServerError::SocketPathTooLong { max: 107, .. }
+        ),
+        "{error}"
+    );
     rt.shutdown().await;
 }
 
@@ -156,12 +168,21 @@ async fn bad_frames_get_an_error_and_the_server_keeps_serving() {
     let first = next(&mut framed).await.unwrap();
     assert_eq!(
         first.body,
-        CtlBody::Error(CtlError::Version { got: 9, supported: 1 })
+        CtlBody::Error(CtlError::Version {
+            got: 9,
+            supported: 1
+        })
     );
     let second = next(&mut framed).await.unwrap();
-    assert!(matches!(second.body, CtlBody::Error(CtlError::Malformed(_))), "{second:?}");
+    assert!(
+        matches!(second.body, CtlBody::Error(CtlError::Malformed(_))),
+        "{second:?}"
+    );
     framed
-        .send(CtlRequest { id: 5, command: CtlCommand::List })
+        .send(CtlRequest {
+            id: 5,
+            command: CtlCommand::List,
+        })
         .await
         .unwrap();
     let listed = next(&mut framed).await.unwrap();
@@ -176,8 +197,14 @@ async fn bad_frames_get_an_error_and_the_server_keeps_serving() {
         .unwrap();
     let mut oversized: Raw = Framed::new(stream, FrameCodec::new());
     let answer = next(&mut oversized).await.unwrap();
-    assert!(matches!(answer.body, CtlBody::Error(CtlError::Oversized { .. })));
-    assert!(next(&mut oversized).await.is_none(), "closed after an oversized frame");
+    assert!(matches!(
+        answer.body,
+        CtlBody::Error(CtlError::Oversized { .. })
+    ));
+    assert!(
+        next(&mut oversized).await.is_none(),
+        "closed after an oversized frame"
+    );
 
     // A truncated frame, then the client hangs up: the server just closes it.
     let mut stream = UnixStream::connect(&path).await.unwrap();
@@ -220,8 +247,20 @@ async fn a_slow_actor_blocks_no_other_request_or_client() {
         actor: "slow".into(),
         command: Control::Status,
     };
-    pipelined.send(CtlRequest { id: 1, command: status }).await.unwrap();
-    pipelined.send(CtlRequest { id: 2, command: CtlCommand::List }).await.unwrap();
+    pipelined
+        .send(CtlRequest {
+            id: 1,
+            command: status,
+        })
+        .await
+        .unwrap();
+    pipelined
+        .send(CtlRequest {
+            id: 2,
+            command: CtlCommand::List,
+        })
+        .await
+        .unwrap();
     // The later request on the same connection is answered first …
     assert_eq!(next(&mut pipelined).await.unwrap().id, 2);
     // … and another client is served meanwhile.
@@ -230,7 +269,10 @@ async fn a_slow_actor_blocks_no_other_request_or_client() {
     gates.gate.add_permits(1);
     let answer = next(&mut pipelined).await.unwrap();
     assert_eq!(answer.id, 1);
-    assert!(matches!(answer.body, CtlBody::Control(Ok(ControlReply::Status(_)))));
+    assert!(matches!(
+        answer.body,
+        CtlBody::Control(Ok(ControlReply::Status(_)))
+    ));
     server.shutdown().await;
     rt.shutdown().await;
 }
@@ -262,7 +304,13 @@ async fn tcp_clients_must_answer_the_challenge() {
     let mut framed = Framed::new(stream, FrameCodec::<CtlResponse, CtlRequest>::new());
     let challenge = framed.next().await.unwrap().unwrap().unwrap();
     assert!(matches!(challenge.body, CtlBody::Challenge { ref nonce } if nonce.len() == 32));
-    framed.send(CtlRequest { id: 1, command: CtlCommand::List }).await.unwrap();
+    framed
+        .send(CtlRequest {
+            id: 1,
+            command: CtlCommand::List,
+        })
+        .await
+        .unwrap();
     let answer = framed.next().await.unwrap().unwrap().unwrap();
     assert_eq!(answer.body, CtlBody::Error(CtlError::Unauthenticated));
     assert!(framed.next().await.is_none());

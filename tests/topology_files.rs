@@ -84,7 +84,9 @@ fn every_bad_file_names_its_line_and_field() {
         match Topology::parse("bad.toml", text) {
             Ok(_) => failures.push(format!("accepted:\n{text}")),
             Err(error) if error.to_string() == *expected => {}
-            Err(error) => failures.push(format!("{text:?}\n  got:      {error}\n  expected: {expected}")),
+            Err(error) => failures.push(format!(
+                "{text:?}\n  got:      {error}\n  expected: {expected}"
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -108,7 +110,11 @@ fn the_shipped_topologies_check_and_print_their_plan() {
             .output()
             .expect("vortex runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{file}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{file}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(stdout.contains(expect), "{file}: {stdout}");
         assert!(stdout.contains(&format!("ok: {path} is valid")), "{stdout}");
     }
@@ -127,7 +133,10 @@ fn a_bad_file_fails_the_check_with_exit_code_2_and_the_message() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("{}:2: devices.count: must be at least 1", path.display())),
+        stderr.contains(&format!(
+            "{}:2: devices.count: must be at least 1",
+            path.display()
+        )),
         "{stderr}"
     );
 }

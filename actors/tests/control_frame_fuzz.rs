@@ -40,7 +40,10 @@ fn feed(input: &[u8], chunks: &[usize]) -> (usize, usize, bool) {
     let mut offset = 0;
     let mut sizes = chunks.iter().copied().cycle();
     while offset < input.len() {
-        let size = sizes.next().unwrap_or(input.len()).clamp(1, input.len() - offset);
+        let size = sizes
+            .next()
+            .unwrap_or(input.len())
+            .clamp(1, input.len() - offset);
         buffer.extend_from_slice(&input[offset..offset + size]);
         offset += size;
         // Each decode either takes a frame out, waits for more, or fails: bounded.

@@ -361,9 +361,9 @@ fn parse_request(words: &[String]) -> Result<CtlRequest> {
                 command,
             }
         }
-        [actor] => bail!(
-            "`{actor}` needs a command: pause, resume, checkpoint, scale N, status or stop"
-        ),
+        [actor] => {
+            bail!("`{actor}` needs a command: pause, resume, checkpoint, scale N, status or stop")
+        }
         [] => bail!("nothing to do: list, events or <actor> <command>"),
     })
 }

@@ -92,8 +92,7 @@ impl Secret {
 
     /// The value of the environment variable `name`.
     pub fn from_env(name: &str) -> Result<Secret, AuthError> {
-        let value =
-            std::env::var(name).map_err(|_| AuthError::SecretVariable(name.to_owned()))?;
+        let value = std::env::var(name).map_err(|_| AuthError::SecretVariable(name.to_owned()))?;
         Secret::new(value.into_bytes())
     }
 

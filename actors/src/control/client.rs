@@ -46,7 +46,10 @@ impl ControlClient {
     }
 
     /// Connects to the TCP listener at `addr` and answers its challenge with `secret`.
-    pub async fn connect_tcp(addr: SocketAddr, secret: &Secret) -> Result<ControlClient, ClientError> {
+    pub async fn connect_tcp(
+        addr: SocketAddr,
+        secret: &Secret,
+    ) -> Result<ControlClient, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect {
@@ -56,15 +59,24 @@ impl ControlClient {
         let mut client = Self::over(Box::new(stream));
         let nonce = match client.receive().await?.body {
             CtlBody::Challenge { nonce } => nonce,
-            other => return Err(ClientError::Handshake(format!("expected a challenge, got {other:?}"))),
+            other => {
+                return Err(ClientError::Handshake(format!(
+                    "expected a challenge, got {other:?}"
+                )))
+            }
         };
         let mac = auth::respond(secret, &nonce);
         let id = client.send(CtlCommand::Authenticate { mac }).await?;
         match client.receive().await {
-            Ok(CtlResponse { id: answered, body: CtlBody::Authenticated }) if answered == id => Ok(client),
-            Ok(CtlResponse { body: CtlBody::Error(_), .. }) | Err(ClientError::Closed) => {
-                Err(ClientError::Refused)
-            }
+            Ok(CtlResponse {
+                id: answered,
+                body: CtlBody::Authenticated,
+            }) if answered == id => Ok(client),
+            Ok(CtlResponse {
+                body: CtlBody::Error(_),
+                ..
+            })
+            | Err(ClientError::Closed) => Err(ClientError::Refused),
             Ok(other) => Err(ClientError::Handshake(format!("unexpected {other:?}"))),
             Err(error) => Err(error),
         }
@@ -142,8 +154,14 @@ impl ControlClient {
     /// the server closed the connection.
     pub async fn next_event(&mut self) -> Result<Option<TelemetryEvent>, ClientError> {
         match self.receive().await {
-            Ok(CtlResponse { body: CtlBody::Event(event), .. }) => Ok(Some(event)),
-            Ok(CtlResponse { body: CtlBody::Error(error), .. }) => Err(ClientError::Server(error)),
+            Ok(CtlResponse {
+                body: CtlBody::Event(event),
+                ..
+            }) => Ok(Some(event)),
+            Ok(CtlResponse {
+                body: CtlBody::Error(error),
+                ..
+            }) => Err(ClientError::Server(error)),
             Ok(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
             Err(ClientError::Closed) => Ok(None),
             Err(error) => Err(error),

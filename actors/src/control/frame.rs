@@ -220,7 +220,10 @@ mod tests {
         buffer.put_u32(65);
         assert!(matches!(
             codec.decode(&mut buffer),
-            Err(FrameError::Oversized { size: 65, limit: 64 })
+            Err(FrameError::Oversized {
+                size: 65,
+                limit: 64
+            })
         ));
         assert!(matches!(
             codec.encode(u32::MAX, &mut BytesMut::new()),
@@ -242,7 +245,10 @@ mod tests {
         let mut buffer = whole.split_to(HEADER_BYTES + 3);
         assert!(codec.decode(&mut buffer).unwrap().is_none());
         buffer.extend_from_slice(&whole);
-        assert_eq!(codec.decode(&mut buffer).unwrap().unwrap().unwrap(), vec![0xff; 40]);
+        assert_eq!(
+            codec.decode(&mut buffer).unwrap().unwrap().unwrap(),
+            vec![0xff; 40]
+        );
     }
 
     #[test]

@@ -113,17 +113,21 @@ impl ControlServer {
         let mut tasks = Vec::new();
         if let Some(path) = &config.socket {
             let listener = bind_unix(path).await?;
-            let (services, stats, stopped) = (services.clone(), Arc::clone(&stats), stopped.clone());
-            tasks.push(tokio::spawn(accept_unix(listener, services, stats, stopped)));
+            let (services, stats, stopped) =
+                (services.clone(), Arc::clone(&stats), stopped.clone());
+            tasks.push(tokio::spawn(accept_unix(
+                listener, services, stats, stopped,
+            )));
         }
         let mut tcp_addr = None;
         if let Some(tcp) = config.tcp {
-            let listener = TcpListener::bind(tcp.addr)
-                .await
-                .map_err(|source| ControlServerError::Tcp {
-                    addr: tcp.addr,
-                    source,
-                })?;
+            let listener =
+                TcpListener::bind(tcp.addr)
+                    .await
+                    .map_err(|source| ControlServerError::Tcp {
+                        addr: tcp.addr,
+                        source,
+                    })?;
             tcp_addr = listener.local_addr().ok();
             let (services, stats) = (services.clone(), Arc::clone(&stats));
             tasks.push(tokio::spawn(accept_tcp(
