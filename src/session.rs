@@ -23,7 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::actors::control::{ControlServer, ControlServerConfig, ControlServices};
+use crate::actors::control::server::MAX_SOCKET_PATH;
+use crate::actors::control::{
+    ControlServer, ControlServerConfig, ControlServerError, ControlServices,
+};
 use crate::actors::journal::{CheckpointOptions, Durability, DurableCheckpoints, JournalConfig};
 use crate::actors::scheduler::Scheduler;
 use crate::actors::telemetry::TelemetryHandle;
@@ -164,6 +167,23 @@ impl Session {
                 (temporary.path().to_owned(), Some(temporary))
             }
         };
+        if let Some(control) = &config.control {
+            // Refused before anything starts, not after the pipeline is up.
+            let socket = control
+                .socket
+                .clone()
+                .unwrap_or_else(|| data_dir.join(SOCKET_FILE));
+            let len = socket.as_os_str().len();
+            if len > MAX_SOCKET_PATH {
+                return Err(SessionError::Control(
+                    ControlServerError::SocketPathTooLong {
+                        path: socket,
+                        len,
+                        max: MAX_SOCKET_PATH,
+                    },
+                ));
+            }
+        }
         std::fs::create_dir_all(&data_dir).map_err(|source| SessionError::DataDir {
             path: data_dir.clone(),
             source,

@@ -321,19 +321,11 @@ impl Default for CheckpointsSection {
 }
 
 /// `[journal]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalSection {
     /// Bytes per journal segment file (none: the journal's default).
     pub segment_bytes: Option<u64>,
-}
-
-impl Default for JournalSection {
-    fn default() -> Self {
-        JournalSection {
-            segment_bytes: None,
-        }
-    }
 }
 
 /// `[control]`: the control socket `vortex ctl` talks to.

@@ -324,3 +324,67 @@ async fn tcp_clients_must_answer_the_challenge() {
     server.shutdown().await;
     rt.shutdown().await;
 }
+
+/// Random bytes (alone, or after a valid request) sent to a live server: it answers or
+/// closes within the deadline, and a new client is served afterwards. Bounded cases.
+#[test]
+fn random_bytes_on_the_socket_never_stop_the_server() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("control.sock");
+    let (rt, server) = tokio.block_on(async {
+        let (rt, _gates) = runtime().await;
+        let config = ControlServerConfig {
+            socket: Some(path.clone()),
+            tcp: None,
+        };
+        let server = serve(&rt, config).await;
+        (rt, server)
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        proptest::collection::vec(any::<u8>(), 0..512),
+        any::<bool>(),
+    );
+    runner
+        .run(&strategy, |(garbage, after_a_request)| {
+            tokio.block_on(async {
+                let mut bytes = BytesMut::new();
+                if after_a_request {
+                    let mut codec = FrameCodec::<CtlResponse, CtlRequest>::new();
+                    let request = CtlRequest {
+                        id: 1,
+                        command: CtlCommand::List,
+                    };
+                    tokio_util::codec::Encoder::encode(&mut codec, request, &mut bytes).unwrap();
+                }
+                bytes.extend_from_slice(&garbage);
+                let mut stream = UnixStream::connect(&path).await.unwrap();
+                // The server may close first (an oversized header): a write error is fine.
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+                let mut answers = Vec::new();
+                let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answers)).await;
+                assert!(read.is_ok(), "the server answers or closes in time");
+                let mut client = ControlClient::connect_unix(&path).await.unwrap();
+                assert_eq!(client.list().await.unwrap().len(), 1);
+            });
+            Ok(())
+        })
+        .unwrap();
+    tokio.block_on(async {
+        server.shutdown().await;
+        rt.shutdown().await;
+    });
+}

@@ -107,11 +107,11 @@ enum TopologyCommand {
 
 #[derive(Args)]
 struct CtlArgs {
-    /// The control socket of the run.
-    #[arg(long, env = "VORTEX_SOCKET", conflicts_with_all = ["data_dir", "addr"])]
+    /// The control socket of the run (`--data-dir` wins over `VORTEX_SOCKET`).
+    #[arg(long, env = "VORTEX_SOCKET")]
     socket: Option<PathBuf>,
     /// The run's data directory (its socket is `<data_dir>/control.sock`).
-    #[arg(long, conflicts_with = "addr")]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The run's TCP control listener (needs `--secret-file` or `--secret-env`).
     #[arg(long)]
@@ -387,7 +387,7 @@ fn ctl(args: CtlArgs) -> Result<ExitCode> {
             CtlRequest::Events => {
                 client.subscribe_events().await?;
                 let mut seen = 0u64;
-                while args.count.map_or(true, |count| seen < count) {
+                while !matches!(args.count, Some(count) if seen >= count) {
                     let Some(event) = client.next_event().await? else {
                         break;
                     };
@@ -395,7 +395,13 @@ fn ctl(args: CtlArgs) -> Result<ExitCode> {
                     if args.json {
                         println!("{}", serde_json::to_string(&event)?);
                     } else {
-                        println!("{} {:?}", event.kind(), event);
+                        // `kind {fields}`: the event's fields without the outer tag.
+                        let value = serde_json::to_value(&event)?;
+                        let fields = value
+                            .as_object()
+                            .and_then(|tagged| tagged.values().next())
+                            .unwrap_or(&value);
+                        println!("{} {fields}", event.kind());
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -416,9 +422,9 @@ async fn connect(args: &CtlArgs) -> Result<ControlClient> {
             ControlClient::connect_tcp(addr, &secret).await
         }
         None => {
-            let socket = match (&args.socket, &args.data_dir) {
-                (Some(socket), _) => socket.clone(),
-                (None, Some(dir)) => dir.join(SOCKET_FILE),
+            let socket = match (&args.data_dir, &args.socket) {
+                (Some(dir), _) => dir.join(SOCKET_FILE),
+                (None, Some(socket)) => socket.clone(),
                 (None, None) => {
                     bail!("which run? pass --socket PATH, --data-dir DIR or --addr HOST:PORT (or set VORTEX_SOCKET)")
                 }
