@@ -7,6 +7,7 @@
 //!   checkpoints/      actor snapshots, one file per epoch (the newest `keep` kept)
 //!   control.sock      the control socket (mode 0600) while the run lasts
 //!   manifest.json     the run manifest: topology, versions, start/end, results
+//!   lock              held (flock) by the run using the directory: a second is refused
 //! ```
 //!
 //! [`Session::open`] opens (recovering) the journal and checkpoints before the runtime is
@@ -41,6 +42,9 @@ pub const KIND_CONTROL_JOURNALED: u16 = 0x0200;
 
 /// The control socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "control.sock";
+
+/// The lock file that keeps a second run off a data directory in use.
+pub const LOCK_FILE: &str = "lock";
 
 /// The run manifest's file name in the data directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -108,6 +112,9 @@ pub enum SessionError {
     /// The control server could not start.
     #[error(transparent)]
     Control(#[from] crate::actors::control::ControlServerError),
+    /// Another process is running on this data directory (it holds `<data_dir>/lock`).
+    #[error("data directory {0} is in use by another run")]
+    InUse(PathBuf),
     /// The control server's secret could not be loaded.
     #[error(transparent)]
     Secret(#[from] crate::actors::control::AuthError),
@@ -125,6 +132,8 @@ impl From<SessionError> for RuntimeError {
 /// A run's data directory, journal, checkpoints and control services.
 pub struct Session {
     data_dir: PathBuf,
+    /// Holds the exclusive `flock` on `<data_dir>/lock` for the session's life.
+    _lock: std::fs::File,
     _temporary: Option<tempfile::TempDir>,
     checkpoints: Arc<DurableCheckpoints>,
     manifest: RunManifest,
@@ -188,6 +197,7 @@ impl Session {
             path: data_dir.clone(),
             source,
         })?;
+        let lock = lock_data_dir(&data_dir)?;
         let mut journal = JournalConfig::default();
         if let Some(bytes) = config.journal_segment_bytes {
             journal.segment_bytes = bytes;
@@ -217,6 +227,7 @@ impl Session {
             results: None,
         };
         let session = Session {
+            _lock: lock,
             data_dir,
             _temporary: temporary,
             checkpoints: Arc::new(checkpoints),
@@ -396,6 +407,29 @@ impl Session {
             let _ = directory.sync_all();
         }
         Ok(())
+    }
+}
+
+/// Takes the exclusive lock on `<data_dir>/lock` (released when the process exits, even
+/// by SIGKILL), so two runs never write one journal.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, SessionError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SessionError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(SessionError::InUse(data_dir.to_owned())),
+        Err(error) => Err(SessionError::DataDir {
+            path,
+            source: error.into(),
+        }),
     }
 }
 

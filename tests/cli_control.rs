@@ -202,3 +202,35 @@ fn the_tcp_listener_serves_the_right_secret_and_refuses_a_wrong_one() {
     assert!(status.success(), "{}", run.stdout());
     assert!(run.stdout().contains("lost 0"), "{}", run.stdout());
 }
+
+#[test]
+fn a_second_run_on_a_data_directory_in_use_is_refused_and_a_bad_file_fails() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = topology(directory.path(), "");
+    let file = file.to_str().unwrap();
+    let mut first = Running::start(&[file]);
+    first.wait_for_line("control socket:");
+    let second = std::process::Command::new(cli_support::VORTEX)
+        .args(["run", file, "--batches", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("is in use by another run"), "{stderr}");
+    first.terminate();
+    assert!(first.wait().success(), "{}", first.stdout());
+
+    let bad = directory.path().join("bad.toml");
+    std::fs::write(&bad, "[devices]\ncount = 0\n").unwrap();
+    let failed = std::process::Command::new(cli_support::VORTEX)
+        .arg("run")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("devices.count: must be at least 1"),
+        "{stderr}"
+    );
+}
