@@ -1,5 +1,5 @@
-//! The services `vortex run` starts next to its pipeline: the scheduler, the journal in
-//! the data directory, and the housekeeping timers (progress records, buffer trimming).
+//! The services `vortex run` starts next to its pipeline: the scheduler, the journal actor
+//! (its journal in `<data_dir>/events`), and the housekeeping timers (progress records, buffer trimming).
 
 mod support;
 
@@ -18,9 +18,15 @@ async fn the_scheduler_records_progress_in_the_journal_and_trims_idle_buffers() 
     let sink = MetricsSink::register(&mut registry);
     let buffers = BufferPool::default();
     buffers.put(Vec::with_capacity(64 * 1024));
-    let services = open_services(&rt, Some(dir.path()), Some(&sink), &buffers)
-        .await
-        .unwrap();
+    let services = open_services(
+        &rt,
+        dir.path(),
+        Duration::from_millis(1),
+        Some(&sink),
+        &buffers,
+    )
+    .await
+    .unwrap();
     assert_eq!(services.data_dir, dir.path());
     // Durable progress records, every 100 ms, each one fsync'd into the exported histogram.
     support::wait_until("three durable records", Duration::from_secs(10), || {
@@ -38,7 +44,7 @@ async fn the_scheduler_records_progress_in_the_journal_and_trims_idle_buffers() 
     .await;
     assert_eq!(buffers.stats().pooled_buffers, 0);
     assert!(
-        std::fs::read_dir(dir.path().join("journal"))
+        std::fs::read_dir(dir.path().join(vortex::demo::EVENTS_DIR))
             .unwrap()
             .count()
             > 0
@@ -46,7 +52,7 @@ async fn the_scheduler_records_progress_in_the_journal_and_trims_idle_buffers() 
     services.close();
     rt.shutdown().await;
     // A data directory the caller named is kept.
-    assert!(dir.path().join("journal").exists());
+    assert!(dir.path().join(vortex::demo::EVENTS_DIR).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@
 //!   scoring router, device faults and rotation.
 //! - [`nvml`]: GPU inventory and health through NVML: one monitor actor owns the handle,
 //!   samples feed the `vortex_gpu_*` metrics, launchers ask it by message.
+//! - [`control`]: the control socket: frame codec, HMAC challenge–response, the server
+//!   `vortex run` serves and the client `vortex ctl` uses.
 //! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
 //!   store.
 //! - [`preprocessor`]: the CPU preprocessor pool: transforms on resource groups, pooled
@@ -22,6 +24,7 @@
 //! - [`telemetry`]: typed event fan-out, Prometheus exposition over HTTP, tracing spans.
 
 pub mod autotuner;
+pub mod control;
 pub mod journal;
 pub mod launcher;
 pub mod nvml;
