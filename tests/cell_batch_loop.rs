@@ -146,3 +146,43 @@ async fn a_handler_may_tell_itself_at_capacity_one() {
     assert_eq!((status.mailbox_depth, status.restarts), (0, 0));
     rt.shutdown().await;
 }
+
+/// Counts what it handled; a checkpoint is that count.
+#[derive(Default)]
+struct Counted(u64);
+
+impl Actor for Counted {
+    type Message = u64;
+    async fn handle(&mut self, n: u64, _: &mut Context<Self>) -> Result<(), ActorError> {
+        self.0 += n;
+        Ok(())
+    }
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(self.0.to_le_bytes().to_vec())
+    }
+}
+
+/// `Runtime::spawn` returns once `on_start` ran, possibly before the cell's task has run at
+/// all: a command sent at once still waits behind the data sent before it (here a
+/// checkpoint must see the message told just before it), every time.
+#[tokio::test(flavor = "current_thread")]
+async fn a_command_sent_right_after_spawn_waits_behind_the_data_sent_before_it() {
+    let rt = Runtime::builder().build().unwrap();
+    for round in 0..50 {
+        let name = format!("counted-{round}");
+        let counted = rt.spawn(name.clone(), Counted::default).await.unwrap();
+        counted.tell(41).await.unwrap();
+        let ControlReply::Checkpointed(checkpoint) =
+            rt.control(&name, Control::Checkpoint).await.unwrap()
+        else {
+            panic!("a checkpoint expected")
+        };
+        assert_eq!(
+            checkpoint.bytes,
+            41u64.to_le_bytes().to_vec(),
+            "round {round}: the checkpoint ran before the message told ahead of it"
+        );
+        rt.control(&name, Control::Stop).await.unwrap();
+    }
+    rt.shutdown().await;
+}

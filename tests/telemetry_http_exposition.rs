@@ -147,9 +147,9 @@ async fn metrics_report_an_exact_known_workload() {
         .contains(&format!("content-length: {}", reply.body.len())));
     for line in [
         r#"vortex_messages_handled_total{actor="a"} 42"#,
-        r#"vortex_handler_latency_seconds_count{actor="a"} 42"#,
-        r#"vortex_handler_latency_seconds_bucket{le="0.00005",actor="a"} 42"#,
-        r#"vortex_handler_latency_seconds_bucket{le="0.000025",actor="a"} 0"#,
+        r#"vortex_handler_batch_latency_seconds_count{actor="a"} 42"#,
+        r#"vortex_handler_batch_latency_seconds_bucket{le="0.00005",actor="a"} 42"#,
+        r#"vortex_handler_batch_latency_seconds_bucket{le="0.000025",actor="a"} 0"#,
         r#"vortex_mailbox_depth{actor="a"} 7"#,
         r#"vortex_actor_restarts_total{actor="b"} 3"#,
         r#"vortex_actor_restarts_total{actor="a"} 0"#,

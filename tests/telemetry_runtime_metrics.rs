@@ -92,7 +92,7 @@ async fn metrics_endpoint_reports_exact_counts_after_a_known_workload() {
     // One sample per batch drain: at least one drain, at most one per message.
     let drains = value(
         &body,
-        r#"vortex_handler_latency_seconds_count{actor="counter"}"#,
+        r#"vortex_handler_batch_latency_seconds_count{actor="counter"}"#,
     );
     assert!((1.0..=43.0).contains(&drains), "{drains}");
     for name in [
@@ -192,13 +192,13 @@ async fn handler_latency_is_a_true_distribution_of_batch_drains() {
     let bucket = |le: &str| {
         value(
             &body,
-            &format!(r#"vortex_handler_latency_seconds_bucket{{le="{le}",actor="sleeper"}}"#),
+            &format!(r#"vortex_handler_batch_latency_seconds_bucket{{le="{le}",actor="sleeper"}}"#),
         )
     };
     assert_eq!(
         value(
             &body,
-            r#"vortex_handler_latency_seconds_count{actor="sleeper"}"#
+            r#"vortex_handler_batch_latency_seconds_count{actor="sleeper"}"#
         ),
         5.0
     );

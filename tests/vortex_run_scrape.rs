@@ -18,7 +18,7 @@ const COUNTERS: &[&str] = &[
 ];
 /// Histograms: some series must have a non-zero `_count`.
 const HISTOGRAMS: &[&str] = &[
-    "vortex_handler_latency_seconds",
+    "vortex_handler_batch_latency_seconds",
     "vortex_batch_latency_seconds",
     "vortex_preprocess_latency_seconds",
     "vortex_journal_fsync_latency_seconds",

@@ -154,6 +154,10 @@ pub(crate) struct Cell<A: Actor> {
     started: bool,
     /// A control signal received while parked, returned after at most one batch.
     pending: Option<Signal<Cell<A>>>,
+    /// Control signals that reached the control lane before kameo's start-up signal (a
+    /// command sent right after `Runtime::spawn` returned): handled, in order, after the
+    /// first batch of data queued with them, as any command waits behind one batch.
+    early: std::collections::VecDeque<Signal<Cell<A>>>,
     /// Return waiting control signals before the next batch.
     control_turn: bool,
     /// The last batch ended on an empty pop: look again only when parking (which pops
@@ -228,6 +232,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             stash: None,
             started: false,
             pending: None,
+            early: std::collections::VecDeque::new(),
             control_turn: false,
             ran_dry: false,
             exit: None,
@@ -241,11 +246,21 @@ impl<A: Actor> kameo::Actor for Cell<A> {
         mailbox_rx: &mut MailboxReceiver<Self>,
     ) -> Result<Option<Signal<Self>>, CellFailure> {
         if !self.started {
-            // Until kameo has seen its own start-up signal, only signals flow: a batch that
-            // failed now would end a cell kameo never reported as started.
-            let signal = mailbox_rx.recv().await;
-            self.started = matches!(signal, Some(Signal::StartupFinished));
-            return Ok(signal);
+            // Until kameo has seen its own start-up signal, no batch runs: a batch that
+            // failed now would end a cell kameo never reported as started. kameo sends that
+            // signal after its `on_start`, so a command sent as soon as `Runtime::spawn`
+            // returned can be queued before it: such a command is kept for later, not
+            // handled ahead of the data sent before it.
+            loop {
+                match mailbox_rx.recv().await {
+                    Some(Signal::StartupFinished) => {
+                        self.started = true;
+                        return Ok(Some(Signal::StartupFinished));
+                    }
+                    Some(signal) => self.early.push_back(signal),
+                    None => return Ok(None),
+                }
+            }
         }
         loop {
             // Whether the control lane was found empty since the last batch.
@@ -253,7 +268,8 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             if self.control_turn {
                 // After a batch or a command, every command waiting in the control lane is
                 // returned before the next batch: each waits behind one batch at most.
-                if let Some(signal) = self.pending.take().or_else(|| mailbox_rx.try_recv().ok()) {
+                let waiting = self.early.pop_front().or_else(|| self.pending.take());
+                if let Some(signal) = waiting.or_else(|| mailbox_rx.try_recv().ok()) {
                     return Ok(Some(signal));
                 }
                 self.control_turn = false;
@@ -279,7 +295,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 self.exit = Some(exit);
                 return Ok(None);
             }
-            let waiting = match self.pending.take() {
+            let waiting = match self.early.pop_front().or_else(|| self.pending.take()) {
                 Some(signal) => Some(signal),
                 None if looked => None,
                 None => mailbox_rx.try_recv().ok(),

@@ -58,7 +58,7 @@ pub const MESSAGES_HANDLED: &str = "vortex_messages_handled";
 pub const MAILBOX_DEPTH: &str = "vortex_mailbox_depth";
 /// Histogram: time an actor's handlers took per batch drain (one drain handles 1 to
 /// `batch_size` messages back to back; a shallow mailbox gives drains of one message).
-pub const HANDLER_LATENCY_SECONDS: &str = "vortex_handler_latency_seconds";
+pub const HANDLER_LATENCY_SECONDS: &str = "vortex_handler_batch_latency_seconds";
 /// Counter: restarts of an actor by its supervisor.
 pub const ACTOR_RESTARTS: &str = "vortex_actor_restarts";
 /// Counter: messages addressed to an actor that went to the dead-letter sink.
