@@ -808,6 +808,9 @@ pub async fn run_until(
 
 /// Feeds the pipeline until the duration or batch count is reached or `stop` completes;
 /// reports progress meanwhile. Returns why it ended.
+// The run's pieces it drives (runtime, source, router), what it is told to do (config,
+// stop, a fault to inject) and where it reports: grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn feed(
     rt: &Runtime,
     config: &DemoConfig,

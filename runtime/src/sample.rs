@@ -121,8 +121,11 @@ pub struct ControlCount {
 /// table stays bounded however many short-lived actors come and go.
 #[derive(Default)]
 pub(crate) struct ControlCounts {
-    counts: Mutex<BTreeMap<Arc<str>, Vec<(&'static str, bool, u64)>>>,
+    counts: Mutex<BTreeMap<Arc<str>, Vec<CommandCount>>>,
 }
+
+/// (command, succeeded, count) for one actor.
+type CommandCount = (&'static str, bool, u64);
 
 /// Names the control-count table holds before it forgets unregistered ones.
 pub(crate) const CONTROL_COUNT_NAMES: usize = 4096;

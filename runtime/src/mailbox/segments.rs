@@ -219,9 +219,7 @@ impl<M: Send> Reader<M> {
                 continue;
             }
             // Sealed and drained for good: move on (the successor was set before the seal).
-            let Some(next) = self.segment.next.get().map(Arc::clone) else {
-                return None;
-            };
+            let next = self.segment.next.get().map(Arc::clone)?;
             {
                 let mut head = lock(&segments.head);
                 if Arc::ptr_eq(&head, &self.segment) {

@@ -399,7 +399,8 @@ fn per_producer_order_and_exactly_once_survive_concurrent_growth_and_shrinking()
                             None if done.load(SeqCst) && mailbox.is_empty() => return seen,
                             None => {
                                 idle += 1;
-                                if idle % 16 == 0 {
+                                if idle >= 16 {
+                                    idle = 0;
                                     mailbox.parking(&mut reader);
                                 }
                                 thread::yield_now();
