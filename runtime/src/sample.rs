@@ -8,7 +8,7 @@
 //! [`RuntimeObserver::control_counts`]: crate::RuntimeObserver::control_counts
 
 use std::{
-    collections::BTreeMap,
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
@@ -121,7 +121,9 @@ pub struct ControlCount {
 /// table stays bounded however many short-lived actors come and go.
 #[derive(Default)]
 pub(crate) struct ControlCounts {
-    counts: Mutex<BTreeMap<Arc<str>, Vec<CommandCount>>>,
+    /// A hash map: every `Stop` of a short-lived actor lands here, so a lookup must not
+    /// cost a walk of string comparisons.
+    counts: Mutex<HashMap<Arc<str>, Vec<CommandCount>>>,
 }
 
 /// (command, succeeded, count) for one actor.
