@@ -11,6 +11,7 @@
 //! - [`actors`]: `vortex-actors`, the subsystem actors.
 //! - [`demo`]: the built-in single-node pipeline `vortex run` starts.
 //! - [`topology`]: topology files (TOML) and the plan they resolve to.
+//! - [`info`]: the hardware profile `vortex info` prints.
 //! - [`session`]: what a run keeps in its data directory (journal, checkpoints, control
 //!   socket, manifest) and the services that use it.
 //!
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod demo;
+pub mod info;
 pub mod session;
 pub mod topology;
 

@@ -51,6 +51,13 @@ enum Command {
     Topology(TopologyCommand),
     /// Command a running `vortex run` through its control socket.
     Ctl(CtlArgs),
+    /// Print this machine's hardware profile: CPU cores and NUMA nodes, the resource
+    /// groups the built-in topology makes, GPUs (NVML) and CUDA libraries.
+    Info {
+        /// Print the profile as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -133,6 +140,21 @@ struct CtlArgs {
     request: Vec<String>,
 }
 
+fn info(json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let profile = vortex::info::HardwareProfile::probe();
+    let text = if json {
+        serde_json::to_string_pretty(&profile)? + "\n"
+    } else {
+        profile.render()
+    };
+    // A closed pipe (`vortex info | head`) is not an error worth a panic.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = vortex::actors::telemetry::init_tracing(cli.log_json) {
@@ -143,6 +165,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
         Command::Topology(TopologyCommand::Check { file }) => check(&file),
         Command::Ctl(args) => ctl(args),
+        Command::Info { json } => info(json),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
