@@ -51,6 +51,9 @@ enum Command {
     Topology(TopologyCommand),
     /// Command a running `vortex run` through its control socket.
     Ctl(CtlArgs),
+    /// A live view of a running node over its control socket: actors, devices, resource
+    /// groups; keys pause, resume and checkpoint the selected actor.
+    Top(TopArgs),
     /// Print this machine's hardware profile: CPU cores and NUMA nodes, the resource
     /// groups the built-in topology makes, GPUs (NVML) and CUDA libraries.
     Info {
@@ -113,6 +116,44 @@ enum TopologyCommand {
 }
 
 #[derive(Args)]
+struct TopArgs {
+    /// The control socket of the run (`--data-dir` wins over `VORTEX_SOCKET`).
+    #[arg(long, env = "VORTEX_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The run's data directory (its socket is `<data_dir>/control.sock`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The run's TCP control listener (needs `--secret-file` or `--secret-env`).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// A file holding the shared secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// An environment variable holding the shared secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Refresh this often, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Print one frame (two refreshes `--interval-ms` apart, so handled/s is measured)
+    /// as text and exit: no terminal needed.
+    #[arg(long)]
+    once: bool,
+    /// `--once` only: the frame's width and height in cells.
+    #[arg(long, default_value = "100x32", value_parser = parse_size)]
+    size: (u16, u16),
+}
+
+fn parse_size(text: &str) -> std::result::Result<(u16, u16), String> {
+    let (width, height) = text.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    let width = width.parse().map_err(|_| format!("bad width `{width}`"))?;
+    let height = height
+        .parse()
+        .map_err(|_| format!("bad height `{height}`"))?;
+    Ok((width, height))
+}
+
+#[derive(Args)]
 struct CtlArgs {
     /// The control socket of the run (`--data-dir` wins over `VORTEX_SOCKET`).
     #[arg(long, env = "VORTEX_SOCKET")]
@@ -166,6 +207,7 @@ fn main() -> ExitCode {
         Command::Topology(TopologyCommand::Check { file }) => check(&file),
         Command::Ctl(args) => ctl(args),
         Command::Info { json } => info(json),
+        Command::Top(args) => top(args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -437,17 +479,67 @@ fn ctl(args: CtlArgs) -> Result<ExitCode> {
     })
 }
 
+fn top(args: TopArgs) -> Result<ExitCode> {
+    let target = Target {
+        socket: args.socket.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        addr: args.addr,
+        secret_file: args.secret_file.as_deref(),
+        secret_env: args.secret_env.as_deref(),
+    };
+    let source = match (args.addr, &args.data_dir, &args.socket) {
+        (Some(addr), _, _) => addr.to_string(),
+        (None, Some(dir), _) => dir.join(SOCKET_FILE).display().to_string(),
+        (None, None, Some(socket)) => socket.display().to_string(),
+        (None, None, None) => String::new(),
+    };
+    let interval = std::time::Duration::from_millis(args.interval_ms.max(10));
+    tokio_runtime()?.block_on(async move {
+        let mut client = connect_to(&target).await?;
+        if args.once {
+            let mut view = vortex::top::Top::new(source);
+            view.refresh(&mut client).await?;
+            tokio::time::sleep(interval).await;
+            view.refresh(&mut client).await?;
+            print!("{}", view.render_text(args.size.0, args.size.1));
+        } else {
+            vortex::top::run(client, source, interval).await?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Which run to connect to.
+struct Target<'a> {
+    socket: Option<&'a Path>,
+    data_dir: Option<&'a Path>,
+    addr: Option<SocketAddr>,
+    secret_file: Option<&'a Path>,
+    secret_env: Option<&'a str>,
+}
+
 async fn connect(args: &CtlArgs) -> Result<ControlClient> {
+    connect_to(&Target {
+        socket: args.socket.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        addr: args.addr,
+        secret_file: args.secret_file.as_deref(),
+        secret_env: args.secret_env.as_deref(),
+    })
+    .await
+}
+
+async fn connect_to(args: &Target<'_>) -> Result<ControlClient> {
     let client = match args.addr {
         Some(addr) => {
-            let secret = secret(args.secret_file.as_deref(), args.secret_env.as_deref())?
+            let secret = secret(args.secret_file, args.secret_env)?
                 .context("--addr needs --secret-file or --secret-env")?;
             ControlClient::connect_tcp(addr, &secret).await
         }
         None => {
-            let socket = match (&args.data_dir, &args.socket) {
+            let socket = match (args.data_dir, args.socket) {
                 (Some(dir), _) => dir.join(SOCKET_FILE),
-                (None, Some(socket)) => socket.clone(),
+                (None, Some(socket)) => socket.to_path_buf(),
                 (None, None) => {
                     bail!("which run? pass --socket PATH, --data-dir DIR or --addr HOST:PORT (or set VORTEX_SOCKET)")
                 }
