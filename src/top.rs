@@ -436,6 +436,12 @@ impl Top {
         frame.render_widget(Paragraph::new(Line::from(self.message.clone())), status);
     }
 
+    /// The rows a frame needs to show everything without blank space.
+    pub fn height(&self) -> u16 {
+        let tables = [self.actors.len(), self.devices().len(), self.groups.len()];
+        2 + tables.iter().map(|rows| rows.max(&1) + 3).sum::<usize>() as u16
+    }
+
     /// Draws one frame of `width × height` cells and returns it as text, one line per
     /// row (trailing spaces trimmed).
     pub fn render_text(&self, width: u16, height: u16) -> String {

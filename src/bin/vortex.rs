@@ -139,9 +139,10 @@ struct TopArgs {
     /// as text and exit: no terminal needed.
     #[arg(long)]
     once: bool,
-    /// `--once` only: the frame's width and height in cells.
-    #[arg(long, default_value = "100x32", value_parser = parse_size)]
-    size: (u16, u16),
+    /// `--once` only: the frame's width and height in cells (default: 100 wide, as high
+    /// as the content).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u16, u16)>,
 }
 
 fn parse_size(text: &str) -> std::result::Result<(u16, u16), String> {
@@ -501,7 +502,8 @@ fn top(args: TopArgs) -> Result<ExitCode> {
             view.refresh(&mut client).await?;
             tokio::time::sleep(interval).await;
             view.refresh(&mut client).await?;
-            print!("{}", view.render_text(args.size.0, args.size.1));
+            let (width, height) = args.size.unwrap_or((100, view.height()));
+            print!("{}", view.render_text(width, height));
         } else {
             vortex::top::run(client, source, interval).await?;
         }
