@@ -525,6 +525,68 @@ async fn interactive(
 mod tests {
     use super::*;
 
+    fn status(name: &str, handled: u64) -> StatusReport {
+        StatusReport {
+            name: name.to_owned(),
+            kind: crate::messages::ActorKind::Actor,
+            state: ActorState::Running,
+            mailbox_depth: 0,
+            mailbox_capacity: 8,
+            handled,
+            handler_micros: 0,
+            restarts: 0,
+            dead_letters: 0,
+            workers: 1,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn handled_per_second_is_the_change_between_refreshes_and_the_selection_follows_the_name() {
+        let mut top = Top::new("t");
+        let start = Instant::now();
+        top.update(vec![status("b", 10), status("a", 0)], Vec::new(), start);
+        assert_eq!(top.actors()[0].status.name, "a", "sorted by name");
+        assert!(top.actors().iter().all(|row| row.handled_per_sec.is_none()));
+        top.on_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+        assert_eq!(top.selected(), Some("b"));
+        // A new actor sorts before b: the selection stays on b.
+        let later = start + Duration::from_secs(2);
+        top.update(
+            vec![status("a", 4), status("b", 30), status("0-new", 0)],
+            Vec::new(),
+            later,
+        );
+        assert_eq!(top.selected(), Some("b"));
+        let rate = |top: &Top, name: &str| {
+            top.actors()
+                .iter()
+                .find(|row| row.status.name == name)
+                .and_then(|row| row.handled_per_sec)
+        };
+        assert_eq!(rate(&top, "b"), Some(10.0));
+        assert_eq!(rate(&top, "a"), Some(2.0));
+        assert_eq!(rate(&top, "0-new"), None);
+        // The selected actor gone: the selection falls back to the first row.
+        top.update(
+            vec![status("a", 4)],
+            Vec::new(),
+            later + Duration::from_secs(1),
+        );
+        assert_eq!(top.selected(), Some("a"));
+        assert_eq!(rate(&top, "a"), Some(0.0));
+        // No actor: keys that command something do nothing.
+        top.update(Vec::new(), Vec::new(), later + Duration::from_secs(2));
+        assert_eq!(
+            top.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::NONE)),
+            None
+        );
+        assert_eq!(
+            top.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+    }
+
     #[test]
     fn a_launcher_detail_parses_into_a_device_row() {
         let detail = "device=cpu:1 kernel=mlp rotation=OUT (fault budget of 3 within 10s spent; `resume` probes the device) util=42% memory=2048B batches=5 items=40 faults=3 dead_lettered=3 probes=0 queued=0 max_queued=2 prefetch=2 compute_ms=1.0 copy_ms=0.1 stall=12.5%";
