@@ -12,6 +12,8 @@
 //! - [`raft`]: `vortex-raft`, the raft peer (a replicated control log on raft-rs).
 //! - [`demo`]: the built-in single-node pipeline `vortex run` starts.
 //! - [`topology`]: topology files (TOML) and the plan they resolve to.
+//! - [`info`]: the hardware profile `vortex info` prints.
+//! - [`top`]: the live terminal view `vortex top` shows.
 //! - [`session`]: what a run keeps in its data directory (journal, checkpoints, control
 //!   socket, manifest) and the services that use it.
 //!
@@ -38,7 +40,9 @@
 //! ```
 
 pub mod demo;
+pub mod info;
 pub mod session;
+pub mod top;
 pub mod topology;
 
 pub use vortex_actors as actors;

@@ -48,6 +48,8 @@ pub enum CtlCommand {
     },
     /// Stream telemetry events until the connection closes.
     Events,
+    /// Every resource group's status (added after `Events`, so older frames still decode).
+    Groups,
 }
 
 /// One response from the server.
@@ -78,6 +80,8 @@ pub enum CtlBody {
     Event(TelemetryEvent),
     /// The request could not be served (bad frame, not authenticated, …).
     Error(CtlError),
+    /// Every resource group's status, the answer to `Groups`.
+    Groups(Vec<crate::resource::ResourceGroupStatus>),
 }
 
 /// Why the server could not serve a request. Travels in replies, so it is data.

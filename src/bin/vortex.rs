@@ -51,6 +51,16 @@ enum Command {
     Topology(TopologyCommand),
     /// Command a running `vortex run` through its control socket.
     Ctl(CtlArgs),
+    /// A live view of a running node over its control socket: actors, devices, resource
+    /// groups; keys pause, resume and checkpoint the selected actor.
+    Top(TopArgs),
+    /// Print this machine's hardware profile: CPU cores and NUMA nodes, the resource
+    /// groups the built-in topology makes, GPUs (NVML) and CUDA libraries.
+    Info {
+        /// Print the profile as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -123,6 +133,45 @@ enum TopologyCommand {
 }
 
 #[derive(Args)]
+struct TopArgs {
+    /// The control socket of the run (`--data-dir` wins over `VORTEX_SOCKET`).
+    #[arg(long, env = "VORTEX_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The run's data directory (its socket is `<data_dir>/control.sock`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The run's TCP control listener (needs `--secret-file` or `--secret-env`).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// A file holding the shared secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// An environment variable holding the shared secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Refresh this often, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Print one frame (two refreshes `--interval-ms` apart, so handled/s is measured)
+    /// as text and exit: no terminal needed.
+    #[arg(long)]
+    once: bool,
+    /// `--once` only: the frame's width and height in cells (default: 100 wide, as high
+    /// as the content).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u16, u16)>,
+}
+
+fn parse_size(text: &str) -> std::result::Result<(u16, u16), String> {
+    let (width, height) = text.split_once('x').ok_or("expected WIDTHxHEIGHT")?;
+    let width = width.parse().map_err(|_| format!("bad width `{width}`"))?;
+    let height = height
+        .parse()
+        .map_err(|_| format!("bad height `{height}`"))?;
+    Ok((width, height))
+}
+
+#[derive(Args)]
 struct CtlArgs {
     /// The control socket of the run (`--data-dir` wins over `VORTEX_SOCKET`).
     #[arg(long, env = "VORTEX_SOCKET")]
@@ -150,6 +199,21 @@ struct CtlArgs {
     request: Vec<String>,
 }
 
+fn info(json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let profile = vortex::info::HardwareProfile::probe();
+    let text = if json {
+        serde_json::to_string_pretty(&profile)? + "\n"
+    } else {
+        profile.render()
+    };
+    // A closed pipe (`vortex info | head`) is not an error worth a panic.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = vortex::actors::telemetry::init_tracing(cli.log_json) {
@@ -160,6 +224,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
         Command::Topology(TopologyCommand::Check { file }) => check(&file),
         Command::Ctl(args) => ctl(args),
+        Command::Info { json } => info(json),
+        Command::Top(args) => top(args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -467,17 +533,68 @@ fn ctl(args: CtlArgs) -> Result<ExitCode> {
     })
 }
 
+fn top(args: TopArgs) -> Result<ExitCode> {
+    let target = Target {
+        socket: args.socket.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        addr: args.addr,
+        secret_file: args.secret_file.as_deref(),
+        secret_env: args.secret_env.as_deref(),
+    };
+    let source = match (args.addr, &args.data_dir, &args.socket) {
+        (Some(addr), _, _) => addr.to_string(),
+        (None, Some(dir), _) => dir.join(SOCKET_FILE).display().to_string(),
+        (None, None, Some(socket)) => socket.display().to_string(),
+        (None, None, None) => String::new(),
+    };
+    let interval = std::time::Duration::from_millis(args.interval_ms.max(10));
+    tokio_runtime()?.block_on(async move {
+        let mut client = connect_to(&target).await?;
+        if args.once {
+            let mut view = vortex::top::Top::new(source);
+            view.refresh(&mut client).await?;
+            tokio::time::sleep(interval).await;
+            view.refresh(&mut client).await?;
+            let (width, height) = args.size.unwrap_or((100, view.height()));
+            print!("{}", view.render_text(width, height));
+        } else {
+            vortex::top::run(client, source, interval).await?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Which run to connect to.
+struct Target<'a> {
+    socket: Option<&'a Path>,
+    data_dir: Option<&'a Path>,
+    addr: Option<SocketAddr>,
+    secret_file: Option<&'a Path>,
+    secret_env: Option<&'a str>,
+}
+
 async fn connect(args: &CtlArgs) -> Result<ControlClient> {
+    connect_to(&Target {
+        socket: args.socket.as_deref(),
+        data_dir: args.data_dir.as_deref(),
+        addr: args.addr,
+        secret_file: args.secret_file.as_deref(),
+        secret_env: args.secret_env.as_deref(),
+    })
+    .await
+}
+
+async fn connect_to(args: &Target<'_>) -> Result<ControlClient> {
     let client = match args.addr {
         Some(addr) => {
-            let secret = secret(args.secret_file.as_deref(), args.secret_env.as_deref())?
+            let secret = secret(args.secret_file, args.secret_env)?
                 .context("--addr needs --secret-file or --secret-env")?;
             ControlClient::connect_tcp(addr, &secret).await
         }
         None => {
-            let socket = match (&args.data_dir, &args.socket) {
+            let socket = match (args.data_dir, args.socket) {
                 (Some(dir), _) => dir.join(SOCKET_FILE),
-                (None, Some(socket)) => socket.clone(),
+                (None, Some(socket)) => socket.to_path_buf(),
                 (None, None) => {
                     bail!("which run? pass --socket PATH, --data-dir DIR or --addr HOST:PORT (or set VORTEX_SOCKET)")
                 }

@@ -127,6 +127,17 @@ impl ControlClient {
         }
     }
 
+    /// Every resource group's status.
+    pub async fn groups(
+        &mut self,
+    ) -> Result<Vec<vortex_messages::resource::ResourceGroupStatus>, ClientError> {
+        match self.request(CtlCommand::Groups).await? {
+            CtlBody::Groups(groups) => Ok(groups),
+            CtlBody::Error(error) => Err(ClientError::Server(error)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Sends a control command to `actor`; the outer error is the transport's, the
     /// inner one the actor's (or the registry's: an unknown name).
     pub async fn control(

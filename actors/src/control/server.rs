@@ -398,6 +398,7 @@ async fn answer(
     let id = request.id;
     let body = match request.command {
         CtlCommand::List => CtlBody::Actors(services.observer.statuses()),
+        CtlCommand::Groups => CtlBody::Groups(services.observer.resource_groups()),
         CtlCommand::Control { actor, command } => {
             let outcome = services.observer.control(&actor, command.clone()).await;
             if let Some(audit) = &services.audit {
