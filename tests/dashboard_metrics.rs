@@ -11,7 +11,7 @@ use vortex::actors::telemetry::metrics::{self, METRIC_NAMES};
 
 use vortex::actors::telemetry::{encode_text, MetricsSink, Registry};
 use vortex::messages::telemetry::{
-    BatchFinished, ControlApplied, DeviceSampled, JournalFsynced, LauncherSampled, TelemetryEvent,
+    BatchFinished, DeviceSampled, GpuSampled, JournalFsynced, LauncherSampled, TelemetryEvent,
     TimerLagged,
 };
 
@@ -71,6 +71,8 @@ fn touch_every_metric(sink: &MetricsSink) {
     actor.restarted();
     actor.dead_lettered();
     sink.pool("preprocess").set_size(4);
+    // The runtime's control counts feed this counter (through the sampler).
+    sink.control_applied("a", "pause", true).inc();
     let events: [TelemetryEvent; 6] = [
         BatchFinished {
             at_micros: 1,
@@ -98,11 +100,22 @@ fn touch_every_metric(sink: &MetricsSink) {
             lag_micros: 1_500,
         }
         .into(),
-        ControlApplied {
+        GpuSampled {
             at_micros: 1,
-            actor: "a".into(),
-            command: "pause".into(),
-            succeeded: true,
+            device: 0,
+            uuid: "GPU-1".into(),
+            utilisation_percent: 75.0,
+            memory_bus_busy_percent: 25.0,
+            memory_used_bytes: 3 << 30,
+            memory_free_bytes: 1 << 30,
+            memory_total_bytes: 4 << 30,
+            temperature_celsius: 61.0,
+            power_watts: 250.5,
+            power_limit_watts: 700.0,
+            sm_clock_mhz: 1980.0,
+            memory_clock_mhz: 2619.0,
+            throttle_reasons: Some(0x4),
+            energy_millijoules: Some(1_500),
         }
         .into(),
         DeviceSampled {
