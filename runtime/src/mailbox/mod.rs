@@ -160,6 +160,7 @@ impl<M: Send> Mailbox<M> {
     /// A consumer is about to park: after a quiet stretch, the ring may shrink (see
     /// [`segments`]). Call once per park, not once per poll.
     pub(crate) fn parking(&self, reader: &mut Reader<M>) {
+        reader.flush();
         if self.is_empty() {
             self.ring.parking(reader);
         }

@@ -6,8 +6,10 @@
 //! its size (at most the mailbox capacity) is linked behind it and becomes the tail; the
 //! full one is *sealed*. A consumer drains a sealed segment, then moves on to its
 //! successor, and the drained segment is freed once nobody refers to it. When a consumer
-//! parks after a stretch that used under a quarter of a large tail, it links a smaller
-//! successor the same way, so an actor that was busy once does not keep a large ring.
+//! has parked [`QUIET_PARKS`] times in a row after stretches that each used under a quarter
+//! of a large tail, it links a smaller successor the same way (as large as the deepest of
+//! those stretches), so an actor that was busy once does not keep a large ring, and one
+//! whose depth swings does not reallocate on every swing.
 //!
 //! The bound stays the mailbox's: [`super::Mailbox`] reserves a slot in its length counter
 //! before every push, so the chain never holds more than `capacity` messages, and a segment
@@ -38,6 +40,19 @@ pub(crate) const INITIAL_SLOTS: usize = 16;
 
 /// The claim word's seal bit; the bits below count claims.
 const SEALED: usize = 1 << (usize::BITS - 1);
+
+/// Consecutive quiet stretches (each using under a quarter of the tail) after which a
+/// consumer shrinks the ring, to the smallest size that held all of them: a busy actor whose
+/// depth swings is not made to reallocate on every swing.
+pub(crate) const QUIET_PARKS: u32 = 64;
+
+/// Pops a consumer takes before it subtracts them from its segment's claim count. Counting
+/// each pop at once would bounce that counter's cache line between producer and consumer on
+/// every message; late counts only make the count high, which can only make a producer
+/// link a successor a little early (never overfill a segment), and a consumer flushes its
+/// own count before it decides that a sealed segment is drained, before it parks, and when
+/// it is dropped.
+const FLUSH_EVERY: usize = 32;
 
 /// Spins a consumer makes on a sealed segment whose last claims are in flight before it
 /// reports "nothing now" (the producer in flight wakes it when its push lands).
@@ -99,7 +114,9 @@ impl<M: Send> Segments<M> {
         loop {
             let tail = self.tail.load();
             let claimed = tail.claims.fetch_add(1, SeqCst);
-            if claimed & SEALED == 0 && claimed < tail.slots {
+            // A segment as large as the capacity cannot be full: the mailbox's reservation
+            // bounds what is queued (its claim count may read high, see `FLUSH_EVERY`).
+            if claimed & SEALED == 0 && (claimed < tail.slots || tail.slots >= self.max_slots) {
                 return tail.ring.push(message);
             }
             tail.claims.fetch_sub(1, SeqCst);
@@ -135,20 +152,36 @@ impl<M: Send> Segments<M> {
         Reader {
             ring: segment.ring.reader(),
             segment,
+            unflushed: 0,
             peak: 0,
+            window_peak: 0,
+            quiet_parks: 0,
         }
     }
 
-    /// Called by a consumer about to park: if its stretch since the last park used under
-    /// a quarter of a large tail, links a smaller one (see the module docs).
+    /// Called by a consumer about to park: after [`QUIET_PARKS`] stretches in a row that
+    /// each used under a quarter of a large tail, links a smaller one, as large as the
+    /// deepest of those stretches needed (see the module docs).
     pub(crate) fn parking(&self, reader: &mut Reader<M>) {
         let peak = std::mem::take(&mut reader.peak);
         let tail = self.tail.load();
         if tail.slots <= self.initial_slots || !Arc::ptr_eq(&tail, &reader.segment) {
+            reader.quiet_parks = 0;
+            reader.window_peak = 0;
             return;
         }
-        let wanted = peak.max(1).next_power_of_two().max(self.initial_slots);
-        if wanted * 4 <= tail.slots {
+        let fits = |depth: usize| depth.max(1).next_power_of_two().max(self.initial_slots);
+        if fits(peak) * 4 > tail.slots {
+            reader.quiet_parks = 0;
+            reader.window_peak = 0;
+            return;
+        }
+        reader.quiet_parks += 1;
+        reader.window_peak = reader.window_peak.max(peak);
+        if reader.quiet_parks >= QUIET_PARKS {
+            let wanted = fits(reader.window_peak);
+            reader.quiet_parks = 0;
+            reader.window_peak = 0;
             let tail = Arc::clone(&tail);
             self.link_after(&tail, wanted);
         }
@@ -184,8 +217,14 @@ impl<M: Send> Segments<M> {
 pub(crate) struct Reader<M> {
     segment: Arc<Segment<M>>,
     ring: ring::Reader<M>,
+    /// Pops not yet subtracted from `segment`'s claim count (see [`FLUSH_EVERY`]).
+    unflushed: usize,
     /// The deepest the mailbox was, seen by this consumer's pops since it last parked.
     peak: usize,
+    /// The deepest of the current run of quiet stretches.
+    window_peak: usize,
+    /// Quiet stretches in a row (see [`QUIET_PARKS`]).
+    quiet_parks: u32,
 }
 
 impl<M: Send> Reader<M> {
@@ -195,15 +234,28 @@ impl<M: Send> Reader<M> {
         self.peak = self.peak.max(depth);
     }
 
+    /// Subtracts this consumer's pops from its segment's claim count.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        if self.unflushed > 0 {
+            self.segment.claims.fetch_sub(self.unflushed, SeqCst);
+            self.unflushed = 0;
+        }
+    }
+
     /// Takes the oldest message, if any. `None` may also mean that a push is in flight
     /// (its producer wakes the consumer when it lands).
     pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
         let mut spins = 0;
         loop {
             if let Some(message) = self.ring.pop() {
-                self.segment.claims.fetch_sub(1, SeqCst);
+                self.unflushed += 1;
+                if self.unflushed >= FLUSH_EVERY {
+                    self.flush();
+                }
                 return Some(message);
             }
+            self.flush();
             let claims = self.segment.claims.load(SeqCst);
             if claims & SEALED == 0 {
                 return None;
@@ -228,6 +280,16 @@ impl<M: Send> Reader<M> {
             }
             self.ring = next.ring.reader();
             self.segment = next;
+        }
+    }
+}
+
+impl<M> Drop for Reader<M> {
+    fn drop(&mut self) {
+        // A consumer that leaves (a worker scaled down, an incarnation that ended) must not
+        // leave its pops uncounted: siblings move past a sealed segment only at zero.
+        if self.unflushed > 0 {
+            self.segment.claims.fetch_sub(self.unflushed, SeqCst);
         }
     }
 }

@@ -312,12 +312,17 @@ fn a_consumer_that_parks_after_a_quiet_stretch_shrinks_the_ring() {
     // A busy stretch (1020 queued at once; the tail has 1024 slots): no shrink.
     mailbox.parking(&mut reader);
     assert_eq!(mailbox.allocated_slots(), 1024);
-    // A quiet stretch: one message at a time.
-    for n in 0..10 {
-        mailbox.try_send(n).unwrap();
-        assert_eq!(mailbox.pop(&mut reader), Some(n));
+    // Quiet stretches, one message at a time: the ring shrinks only after a run of them.
+    for park in 0..segments::QUIET_PARKS {
+        mailbox.try_send(park).unwrap();
+        assert_eq!(mailbox.pop(&mut reader), Some(park));
+        assert_eq!(
+            mailbox.allocated_slots(),
+            1024,
+            "shrunk after {park} quiet parks"
+        );
+        mailbox.parking(&mut reader);
     }
-    mailbox.parking(&mut reader);
     mailbox.try_send(7).unwrap();
     assert_eq!(mailbox.pop(&mut reader), Some(7));
     assert_eq!(mailbox.allocated_slots(), segments::INITIAL_SLOTS);
