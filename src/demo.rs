@@ -22,25 +22,34 @@
 //! # }
 //! ```
 
-use std::{fmt::Write as _, sync::Arc, time::Duration};
+use std::{fmt::Write as _, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use vortex_messages::pipeline::FinishedBatch;
 
+use crate::actors::control::TcpControl;
 use crate::actors::launcher::{
     ComputeDevice, CpuDevice, KernelRegistry, Launcher, LauncherConfig, LauncherHandle, MlpKernel,
     Router, ScoreWeights,
 };
 use crate::actors::preprocessor::{NormalizeImages, Preprocessor, PreprocessorConfig};
+use crate::actors::source::SourceHandle;
 use crate::actors::source::{ImageSource, SourceConfig};
-use crate::actors::telemetry::{ExporterConfig, RuntimeExporter, TelemetryPublisher};
+use crate::actors::telemetry::{
+    ExporterConfig, RuntimeExporter, TelemetryHandle, TelemetryPublisher,
+};
 use crate::prelude::*;
 use crate::runtime::buffer_pool::BufferPool;
+use crate::runtime::CheckpointSink;
+use crate::session::{RunResults, Session};
 
 /// Outputs of the demo MLP (classes).
 const MLP_OUTPUTS: usize = 10;
 
-/// Memory each CPU device hands out.
+/// Memory each CPU device hands out unless configured otherwise.
 const DEVICE_MEMORY_BYTES: u64 = 256 << 20;
+
+/// How long a stopped run waits for the source to stop and the sink to drain.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Settings of the demo pipeline.
 #[derive(Debug, Clone)]
@@ -63,6 +72,121 @@ pub struct DemoConfig {
     pub scale_to: Option<u32>,
     /// Serve Prometheus metrics here while the pipeline runs.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The data directory (journal, checkpoints, control socket, run manifest); a run on
+    /// a directory that holds an earlier run resumes it. None: a fresh temporary
+    /// directory, removed at the end.
+    pub data_dir: Option<PathBuf>,
+    /// Stop feeding after this many batches (with `duration`, whichever comes first).
+    pub batches: Option<u64>,
+    /// Resource groups that replace the built-in ones of the same name (`cpu`,
+    /// `device-<i>`) or are added.
+    pub resource_groups: Vec<GroupSpec>,
+    /// The resource group the preprocessor pool runs on.
+    pub preprocessor_group: String,
+    /// The launchers' kernel, by registry name.
+    pub kernel: String,
+    /// Memory each CPU device hands out.
+    pub device_memory_bytes: u64,
+    /// The router's score weights.
+    pub router_weights: ScoreWeights,
+    /// The scheduler's tick (periodic checkpoints).
+    pub scheduler_tick: Duration,
+    /// Periodic checkpoints: actor name → period, driven by the scheduler.
+    pub checkpoint_every: Vec<(String, Duration)>,
+    /// Checkpoint epochs kept per actor.
+    pub keep_checkpoints: usize,
+    /// Bytes per journal segment (none: the journal's default).
+    pub journal_segment_bytes: Option<u64>,
+    /// Serve the control socket (and optionally TCP) while the pipeline runs.
+    pub control: Option<ControlSettings>,
+    /// How often [`run_until`] reports [`Progress`].
+    pub progress_every: Duration,
+    /// The topology's name (for the run manifest).
+    pub topology_name: String,
+    /// The topology file, if any (for the run manifest).
+    pub topology_file: Option<PathBuf>,
+}
+
+/// A resource group of the pipeline: a pinned pool of `threads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The group's name.
+    pub name: String,
+    /// Threads.
+    pub threads: usize,
+    /// Cores to pin to (none: not pinned).
+    pub cores: Option<Vec<usize>>,
+}
+
+/// Where the control server listens.
+#[derive(Debug, Clone, Default)]
+pub struct ControlSettings {
+    /// The Unix socket (none: `<data_dir>/control.sock`).
+    pub socket: Option<PathBuf>,
+    /// The authenticated TCP listener, if any.
+    pub tcp: Option<TcpControl>,
+}
+
+/// What [`run_until`] reports while it runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunEvent<'a> {
+    /// Every actor is up and the control socket is listening; feeding starts now.
+    Started(&'a Started),
+    /// A periodic progress report.
+    Progress(&'a Progress),
+}
+
+/// Where a run keeps its state and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Which run on this data directory this is (1 for the first).
+    pub run: u64,
+    /// The control socket, if served.
+    pub control_socket: Option<PathBuf>,
+    /// The control TCP listener's address, if served.
+    pub control_tcp: Option<std::net::SocketAddr>,
+    /// Actors restored from a checkpoint, with the epoch.
+    pub restored: Vec<(String, u64)>,
+}
+
+/// A live view of a running pipeline, for a progress line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Time since feeding started.
+    pub elapsed: Duration,
+    /// Batches the source made so far in this run.
+    pub sent: u64,
+    /// Batches the launchers finished so far.
+    pub finished: u64,
+    /// Batches finished per second since the previous report.
+    pub batches_per_sec: f64,
+    /// The launchers' mean data-stall ratio (0..1).
+    pub data_stall_ratio: f64,
+    /// Mailbox depth per actor, by name.
+    pub depths: Vec<(String, u64)>,
+}
+
+impl Progress {
+    /// One line: batches/s, stall ratio, mailbox depths.
+    pub fn line(&self) -> String {
+        let depths: Vec<String> = self
+            .depths
+            .iter()
+            .map(|(name, depth)| format!("{name}={depth}"))
+            .collect();
+        format!(
+            "{:>6.1}s | sent {} finished {} | {:.0} batches/s | stall {:.1}% | depth {}",
+            self.elapsed.as_secs_f64(),
+            self.sent,
+            self.finished,
+            self.batches_per_sec,
+            self.data_stall_ratio * 100.0,
+            depths.join(" ")
+        )
+    }
 }
 
 impl Default for DemoConfig {
@@ -77,6 +201,21 @@ impl Default for DemoConfig {
             prefetch_depth: 2,
             scale_to: None,
             metrics_addr: None,
+            data_dir: None,
+            batches: None,
+            resource_groups: Vec::new(),
+            preprocessor_group: "cpu".to_owned(),
+            kernel: MlpKernel::NAME.to_owned(),
+            device_memory_bytes: DEVICE_MEMORY_BYTES,
+            router_weights: ScoreWeights::default(),
+            scheduler_tick: Duration::from_millis(1),
+            checkpoint_every: Vec::new(),
+            keep_checkpoints: crate::actors::journal::DEFAULT_KEEP_EPOCHS,
+            journal_segment_bytes: None,
+            control: None,
+            progress_every: Duration::from_secs(1),
+            topology_name: "built-in single-node".to_owned(),
+            topology_file: None,
         }
     }
 }
@@ -171,6 +310,20 @@ pub struct DemoReport {
     pub groups: Vec<vortex_messages::resource::ResourceGroupStatus>,
     /// Dead letters in the runtime (each one a batch that is accounted for, not lost).
     pub dead_letters: u64,
+    /// The data directory the run used.
+    pub data_dir: PathBuf,
+    /// Which run on this data directory it was (1 for the first).
+    pub run: u64,
+    /// Actors restored from a checkpoint at start, with the epoch.
+    pub restored: Vec<(String, u64)>,
+    /// Why it ended: `finished` (duration or batch count reached) or `stopped`.
+    pub ended_by: String,
+    /// Control commands served on the control socket.
+    pub control_commands: u64,
+    /// Messages still queued when the runtime shut down, per actor (in the dead-letter
+    /// sink, reason `Undelivered`; batches are drained before, so these are telemetry
+    /// events and the like).
+    pub leftovers: ShutdownReport,
 }
 
 impl DemoReport {
@@ -199,6 +352,24 @@ impl DemoReport {
             self.received as f64 / secs,
             self.bytes as f64 / secs / 1e6,
             wall.as_secs_f64()
+        );
+        let restored: Vec<String> = self
+            .restored
+            .iter()
+            .map(|(actor, epoch)| format!("{actor} (epoch {epoch})"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "run {} on {} ({}), {} control commands served; restored: {}",
+            self.run,
+            self.data_dir.display(),
+            self.ended_by,
+            self.control_commands,
+            if restored.is_empty() {
+                "nothing".to_owned()
+            } else {
+                restored.join(", ")
+            }
         );
         self.render_launchers(&mut out);
         let _ = writeln!(
@@ -233,6 +404,20 @@ impl DemoReport {
             );
         }
         let _ = write!(out, "dead letters: {}", self.dead_letters);
+        if self.leftovers.total_undelivered() > 0 {
+            let each: Vec<String> = self
+                .leftovers
+                .undelivered
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let _ = write!(
+                out,
+                "\nleftovers at shutdown (dead-lettered, not lost): {}",
+                each.join(", ")
+            );
+        }
         out
     }
 
@@ -270,16 +455,45 @@ impl DemoReport {
     }
 }
 
-/// Builds the runtime: resource group `cpu` (one thread per core, pinned) for the
-/// preprocessor and `device-<i>` for each CPU device (its share of the cores).
-fn build_runtime(devices: u32) -> Result<Runtime, RuntimeError> {
+/// The resource groups a run builds: `cpu` (one thread per core, pinned) for the
+/// preprocessor and `device-<i>` for each CPU device (its share of the cores), each
+/// replaced by a configured group of the same name; other configured groups are added.
+pub fn resolved_groups(config: &DemoConfig) -> Vec<GroupSpec> {
     let cores = core_ids();
-    let mut builder =
-        Runtime::builder().resource_group("cpu", cores.len().max(1), Some(cores.clone()));
-    for device in 0..devices as usize {
-        let share = device_cores(&cores, device, devices as usize);
-        builder =
-            builder.resource_group(format!("device-{device}"), share.len().max(1), Some(share));
+    let devices = config.devices.max(1) as usize;
+    let mut groups = vec![GroupSpec {
+        name: "cpu".to_owned(),
+        threads: cores.len().max(1),
+        cores: Some(cores.clone()),
+    }];
+    for device in 0..devices {
+        let share = device_cores(&cores, device, devices);
+        groups.push(GroupSpec {
+            name: format!("device-{device}"),
+            threads: share.len().max(1),
+            cores: Some(share),
+        });
+    }
+    for configured in &config.resource_groups {
+        match groups
+            .iter_mut()
+            .find(|group| group.name == configured.name)
+        {
+            Some(group) => *group = configured.clone(),
+            None => groups.push(configured.clone()),
+        }
+    }
+    groups
+}
+
+/// Builds the runtime with the [`resolved_groups`] and the session's checkpoint sink.
+fn build_runtime(
+    config: &DemoConfig,
+    checkpoints: Arc<dyn CheckpointSink>,
+) -> Result<Runtime, RuntimeError> {
+    let mut builder = Runtime::builder().checkpoints(checkpoints);
+    for group in resolved_groups(config) {
+        builder = builder.resource_group(group.name, group.threads.max(1), group.cores);
     }
     builder.build()
 }
@@ -300,16 +514,35 @@ fn invalid(error: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::InvalidConfig(error.to_string())
 }
 
+/// Runs the demo pipeline on the current tokio runtime until `config.duration` (or
+/// `config.batches`) and reports what it did. See [`run_until`].
+pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
+    run_until(config, std::future::pending(), |_| {}).await
+}
+
 /// Runs the demo pipeline on the current tokio runtime and reports what it did.
+///
+/// It ends when `config.duration` has passed, `config.batches` were made, or `stop`
+/// completes (Ctrl-C, SIGTERM), whichever comes first. `on_progress` is called every
+/// `config.progress_every`. Ending drains gracefully: periodic checkpoints and the
+/// control socket stop, paused actors are resumed, the source takes a final checkpoint
+/// and stops, the pipeline drains into the sink, the journal is flushed and the run
+/// manifest written. The data directory (see [`crate::session`]) holds the journal,
+/// the checkpoints every actor is restored from at start, and the manifest.
 ///
 /// The source sends raw RGB image batches (u8) to a [`Preprocessor`] pool that normalises
 /// them to f32 on the resource group `cpu` with pooled buffers; the [`Router`] sends each
 /// prepared batch to the best-scoring [`Launcher`], whose CPU device runs the MLP kernel on
 /// its own pinned group and forwards the output to the sink. Every stage applies
 /// back-pressure to the one before.
-pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
+pub async fn run_until(
+    config: DemoConfig,
+    stop: impl Future<Output = ()>,
+    mut on_event: impl FnMut(RunEvent<'_>),
+) -> Result<DemoReport, RuntimeError> {
     let devices = config.devices.max(1);
-    let rt = build_runtime(devices)?;
+    let mut session = Session::open(&config)?;
+    let rt = build_runtime(&config, session.checkpoint_sink())?;
     let sink = rt.spawn("sink", Sink::default).await?;
     let buffers = BufferPool::default();
     let side = image_side(config.batch_bytes);
@@ -321,9 +554,13 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         MLP_OUTPUTS,
         7,
     )));
-    let exporter = match config.metrics_addr {
-        Some(addr) => Some(start_exporter(&rt, addr).await?),
-        None => None,
+    let telemetry = match config.metrics_addr.is_some() || config.control.is_some() {
+        true => Some(TelemetryPublisher::spawn(&rt, "telemetry", 1024).await?),
+        false => None,
+    };
+    let exporter = match (config.metrics_addr, &telemetry) {
+        (Some(addr), Some(telemetry)) => Some(start_exporter(&rt, addr, telemetry).await?),
+        _ => None,
     };
     let mut launchers = Vec::new();
     for index in 0..devices {
@@ -331,19 +568,19 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         let device = ComputeDevice::Cpu(CpuDevice::new(
             index,
             group,
-            DEVICE_MEMORY_BYTES,
+            config.device_memory_bytes,
             Duration::from_millis(100),
         ));
         let mut launcher_config = LauncherConfig::with_kernel_named(
             format!("launcher-{index}"),
             device,
             &kernels,
-            MlpKernel::NAME,
+            &config.kernel,
         )
         .map_err(invalid)?
         .prefetch_depth(config.prefetch_depth.max(1))
         .return_buffers_to(buffers.clone());
-        if let Some((_, telemetry)) = &exporter {
+        if let Some(telemetry) = &telemetry {
             launcher_config = launcher_config.telemetry(telemetry.clone());
         }
         launchers.push(
@@ -355,12 +592,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let router = Arc::new(Router::new(
         "router",
         launchers,
-        ScoreWeights::default(),
+        config.router_weights,
         rt.dead_letters().clone(),
     ));
     let preprocessor_config = PreprocessorConfig::new(
         "preprocess",
-        rt.resource_group("cpu")?,
+        rt.resource_group(&config.preprocessor_group)?,
         Arc::new(NormalizeImages::imagenet()),
         buffers,
     )
@@ -370,23 +607,39 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
         .map_err(invalid)?;
     let source_config = SourceConfig::new("source", side, config.batch_items.max(1));
     let source = ImageSource::spawn(&rt, source_config, preprocessor.addr().clone()).await?;
-    let start = tokio::time::Instant::now();
-    let mut sent = 0u64;
-    let mut scaled = config.scale_to.is_none();
-    while start.elapsed() < config.duration {
-        match source.emit(4).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => sent += n,
-        }
-        if !scaled && start.elapsed() >= config.duration / 2 {
-            scaled = true;
-            if let Some(n) = config.scale_to {
-                rt.control(preprocessor.name(), Control::Scale { n })
-                    .await?;
-            }
-        }
+    let mut names: Vec<String> = rt.actors().into_iter().map(|info| info.name).collect();
+    names.sort();
+    let restored = session.note_restored(&names);
+    for (actor, epoch) in &restored {
+        tracing::info!(%actor, epoch, "restored from its latest checkpoint");
     }
+    session
+        .start_services(&rt, &config, telemetry.clone())
+        .await?;
+    on_event(RunEvent::Started(&Started {
+        data_dir: session.data_dir().to_owned(),
+        run: session.run_number(),
+        control_socket: session.control_socket().map(Into::into),
+        control_tcp: session.control_tcp(),
+        restored: restored.clone(),
+    }));
+    let first_id = source.next_id();
+    let start = tokio::time::Instant::now();
+    let mut on_progress = |progress: &Progress| on_event(RunEvent::Progress(progress));
+    let ended_by = feed(
+        &rt,
+        &config,
+        &source,
+        &router,
+        first_id,
+        stop,
+        &mut on_progress,
+    )
+    .await?;
     let fed_for = start.elapsed();
+    let control_commands = session.stop_services().await;
+    drain_source(&rt, &source).await;
+    let sent = source.next_id() - first_id;
     let totals = wait_for_sink(&rt, &sink, sent).await?;
     let mut statuses = Vec::new();
     for info in rt.actors() {
@@ -397,11 +650,30 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     let launchers = summarise(&router);
     let dead_letters = rt.dead_letters().count();
     let groups = rt.resource_groups();
-    if let Some((exporter, _)) = exporter {
+    if let Some(exporter) = exporter {
         let _ = exporter.shutdown().await;
     }
-    rt.shutdown().await;
+    let leftovers = rt.shutdown().await;
+    let data_dir = session.data_dir().to_owned();
+    let run = session.run_number();
+    let lost = (sent.saturating_sub(totals.2 + dead_letters)) + totals.0.abs_diff(totals.2);
+    session
+        .finish(RunResults {
+            sent,
+            received: totals.0,
+            dead_letters,
+            lost,
+            control_commands,
+            ended_by: ended_by.to_owned(),
+        })
+        .await?;
     Ok(DemoReport {
+        data_dir,
+        run,
+        restored,
+        ended_by: ended_by.to_owned(),
+        control_commands,
+        leftovers,
         sent,
         received: totals.0,
         distinct: totals.2,
@@ -414,11 +686,135 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, RuntimeError> {
     })
 }
 
+/// Feeds the pipeline until the duration or batch count is reached or `stop` completes;
+/// reports progress meanwhile. Returns why it ended.
+async fn feed(
+    rt: &Runtime,
+    config: &DemoConfig,
+    source: &SourceHandle,
+    router: &Router,
+    first_id: u64,
+    stop: impl Future<Output = ()>,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<&'static str, RuntimeError> {
+    let start = tokio::time::Instant::now();
+    let deadline = start.checked_add(config.duration);
+    let mut stop = std::pin::pin!(stop);
+    let mut ticker = tokio::time::interval(config.progress_every.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scaled = config.scale_to.is_none();
+    let mut last = (start, 0u64);
+    // The emit in flight is kept across progress ticks, so no request is abandoned.
+    let mut pending: Option<std::pin::Pin<Box<dyn Future<Output = _> + Send>>> = None;
+    loop {
+        let made = source.next_id() - first_id;
+        if pending.is_none() {
+            let want = match config.batches {
+                Some(limit) if made >= limit => return Ok("finished"),
+                Some(limit) => (limit - made).min(4) as u32,
+                None => 4,
+            };
+            let source = source.clone();
+            pending = Some(Box::pin(async move { source.emit(want).await }));
+        }
+        let until_deadline = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop => return Ok("stopped"),
+            _ = until_deadline => return Ok("finished"),
+            _ = ticker.tick() => {
+                let progress = progress(rt, router, start, made, &mut last);
+                on_progress(&progress);
+            }
+            result = pending.as_mut().expect("an emit in flight") => {
+                pending = None;
+                match result {
+                    Ok(0) | Err(AskError::Closed | AskError::Stopped) => return Ok("finished"),
+                    // A paused source answers late; ask again.
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        }
+        if !scaled && start.elapsed() >= config.duration / 2 {
+            scaled = true;
+            if let Some(n) = config.scale_to {
+                rt.control("preprocess", Control::Scale { n }).await?;
+            }
+        }
+    }
+}
+
+fn progress(
+    rt: &Runtime,
+    router: &Router,
+    start: tokio::time::Instant,
+    sent: u64,
+    last: &mut (tokio::time::Instant, u64),
+) -> Progress {
+    let snapshots: Vec<_> = router
+        .launchers()
+        .iter()
+        .map(|launcher| launcher.stats().snapshot())
+        .collect();
+    let finished: u64 = snapshots.iter().map(|s| s.batches).sum();
+    let stall =
+        snapshots.iter().map(|s| s.data_stall_ratio).sum::<f64>() / snapshots.len().max(1) as f64;
+    let now = tokio::time::Instant::now();
+    let rate = (finished - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-9);
+    *last = (now, finished);
+    let depths = rt
+        .observer()
+        .statuses()
+        .into_iter()
+        .filter(|status| status.name == "preprocess" || status.name.starts_with("launcher-"))
+        .map(|status| (status.name, status.mailbox_depth))
+        .collect();
+    Progress {
+        elapsed: now - start,
+        sent,
+        finished,
+        batches_per_sec: rate,
+        data_stall_ratio: stall,
+        depths,
+    }
+}
+
+/// Resumes every paused actor (so the pipeline can drain), checkpoints the source (so a
+/// later run resumes where this one ended) and stops it, waiting (bounded) until it has.
+async fn drain_source(rt: &Runtime, source: &SourceHandle) {
+    let observer = rt.observer();
+    for status in observer.statuses() {
+        if status.state == ActorState::Paused {
+            tracing::info!(actor = %status.name, "resuming a paused actor to drain");
+            let _ = rt.control(&status.name, Control::Resume).await;
+        }
+    }
+    if let Err(error) = rt.control(source.name(), Control::Checkpoint).await {
+        tracing::warn!(%error, "final checkpoint of the source failed");
+    }
+    let _ = rt.control(source.name(), Control::Stop).await;
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        match observer.status(source.name()) {
+            Ok(status) if status.state != ActorState::Stopped => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            _ => break,
+        }
+    }
+}
+
 /// Serves `/metrics` at `addr`, fed by the runtime sampler and by the launchers' events.
 async fn start_exporter(
     rt: &Runtime,
     addr: std::net::SocketAddr,
-) -> Result<(RuntimeExporter, crate::actors::telemetry::TelemetryHandle), RuntimeError> {
+    telemetry: &TelemetryHandle,
+) -> Result<RuntimeExporter, RuntimeError> {
     let exporter_config = ExporterConfig {
         addr,
         ..ExporterConfig::default()
@@ -426,10 +822,9 @@ async fn start_exporter(
     let exporter = RuntimeExporter::start(rt, exporter_config, Duration::from_millis(500))
         .await
         .map_err(invalid)?;
-    let telemetry = TelemetryPublisher::spawn(rt, "telemetry", 1024).await?;
     tokio::spawn(exporter.sink().clone().consume(telemetry.subscribe()));
     tracing::info!(addr = %exporter.local_addr(), "serving /metrics");
-    Ok((exporter, telemetry))
+    Ok(exporter)
 }
 
 /// Waits (bounded) until every batch sent reached the sink or the dead-letter sink.
@@ -438,7 +833,7 @@ async fn wait_for_sink(
     sink: &Addr<Sink>,
     sent: u64,
 ) -> Result<(u64, u64, u64), RuntimeError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
     let mut totals = (0, 0, 0);
     while tokio::time::Instant::now() < deadline {
         totals = sink
@@ -478,7 +873,7 @@ fn summarise(router: &Router) -> Vec<LauncherSummary> {
 }
 
 /// The side of a square RGB image of about `bytes` bytes (at least 1 pixel).
-fn image_side(bytes: usize) -> u32 {
+pub(crate) fn image_side(bytes: usize) -> u32 {
     (((bytes / 3) as f64).sqrt() as u32).max(1)
 }
 

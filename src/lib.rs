@@ -11,6 +11,9 @@
 //! - [`actors`]: `vortex-actors`, the subsystem actors.
 //! - [`raft`]: `vortex-raft`, the raft peer (a replicated control log on raft-rs).
 //! - [`demo`]: the built-in single-node pipeline `vortex run` starts.
+//! - [`topology`]: topology files (TOML) and the plan they resolve to.
+//! - [`session`]: what a run keeps in its data directory (journal, checkpoints, control
+//!   socket, manifest) and the services that use it.
 //!
 //! # Example
 //! ```
@@ -35,6 +38,8 @@
 //! ```
 
 pub mod demo;
+pub mod session;
+pub mod topology;
 
 pub use vortex_actors as actors;
 pub use vortex_messages as messages;

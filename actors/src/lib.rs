@@ -8,6 +8,8 @@
 //! - [`launcher`]: compute devices (a static-dispatch enum; `Cpu` on its own resource
 //!   group), kernels and their registry (a built-in MLP), one launcher per device, the
 //!   scoring router, device faults and rotation.
+//! - [`control`]: the control socket: frame codec, HMAC challenge–response, the server
+//!   `vortex run` serves and the client `vortex ctl` uses.
 //! - [`journal`]: the durable, CRC-framed, group-committed event log and the checkpoint
 //!   store.
 //! - [`preprocessor`]: the CPU preprocessor pool: transforms on resource groups, pooled
@@ -17,6 +19,7 @@
 //! - [`source`]: a synthetic image-batch source with the batch-size knob.
 //! - [`telemetry`]: typed event fan-out, Prometheus exposition over HTTP, tracing spans.
 
+pub mod control;
 pub mod journal;
 pub mod launcher;
 pub mod preprocessor;

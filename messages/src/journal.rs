@@ -15,3 +15,19 @@ pub struct CheckpointTaken {
     /// CRC-32C of the snapshot bytes.
     pub crc: u32,
 }
+
+/// A control command that arrived from outside the process (the control socket) and what
+/// came of it; `vortex run` journals one per command, so the journal is the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlJournaled {
+    /// Where it came from (`unix` or the TCP peer's address).
+    pub peer: String,
+    /// The client's request id.
+    pub request: u64,
+    /// The actor it was addressed to.
+    pub actor: String,
+    /// The command.
+    pub command: crate::control::Control,
+    /// `ok` or the error's text.
+    pub outcome: String,
+}

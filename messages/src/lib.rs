@@ -8,6 +8,7 @@
 //! - [`control`]: commands every actor answers (`Pause`, `Resume`, `Checkpoint`, `Scale`,
 //!   `Status`, `Stop`), the knobs (`SetBatchSize`, `SetPrefetchDepth`), their replies and
 //!   their errors.
+//! - [`ctl`]: the control-socket protocol (`CtlRequest`, `CtlResponse`) `vortex ctl` speaks.
 //! - [`journal`]: records the journal and checkpoint store emit (`CheckpointTaken`).
 //! - [`pipeline`]: batches of the pipeline (`RawBatch`, `PreparedBatch`, `FinishedBatch`).
 //! - [`raft`]: the cluster control log's commands (`ClusterCommand`, `Target`,
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod control;
+pub mod ctl;
 pub mod journal;
 pub mod pipeline;
 pub mod raft;

@@ -142,6 +142,29 @@ impl Actor for ImageSource {
         ))))
     }
 
+    /// The next batch id and the batch size: a restored source (a restart, or a new
+    /// process on the same data directory) goes on numbering where it left off.
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        let shared = &self.shared;
+        let mut bytes = shared.next_id.load(Relaxed).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&shared.batch_items.load(Relaxed).to_le_bytes());
+        Some(bytes)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), ActorError> {
+        let (Some(next_id), Some(items)) = (snapshot.get(..8), snapshot.get(8..12)) else {
+            return Err(format!("source snapshot of {} bytes, expected 12", snapshot.len()).into());
+        };
+        let next_id = u64::from_le_bytes(next_id.try_into().expect("8 bytes"));
+        let items = u32::from_le_bytes(items.try_into().expect("4 bytes"));
+        // Never number backwards: the ids already made in this process stay unique.
+        self.shared.next_id.fetch_max(next_id, Relaxed);
+        if (1..=self.shared.max_batch_items).contains(&items) {
+            self.shared.batch_items.store(items, Relaxed);
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> Option<String> {
         let shared = &self.shared;
         Some(format!(
@@ -176,6 +199,11 @@ impl SourceHandle {
     /// The registered name.
     pub fn name(&self) -> &str {
         self.addr.name()
+    }
+
+    /// The id the next batch gets (batches made so far, counting a restored checkpoint).
+    pub fn next_id(&self) -> u64 {
+        self.shared.next_id.load(Relaxed)
     }
 
     /// Items per batch in force.
