@@ -44,7 +44,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -191,6 +191,8 @@ pub struct TcpCounters {
     pub connect_failures: u64,
     /// Established outgoing connections lost on a failed or timed-out write.
     pub write_failures: u64,
+    /// Messages to or from a peer cut off with [`TcpNode::block`], dropped.
+    pub filtered: u64,
 }
 
 #[derive(Default)]
@@ -205,6 +207,7 @@ struct Counters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     write_failures: AtomicU64,
+    filtered: AtomicU64,
 }
 
 struct Shared {
@@ -213,6 +216,7 @@ struct Shared {
     local: Mutex<Option<Addr<RaftPeer>>>,
     counters: Counters,
     tasks: Mutex<Vec<AbortHandle>>,
+    blocked: Mutex<BTreeSet<u64>>,
 }
 
 impl Shared {
@@ -229,6 +233,19 @@ impl Shared {
         if let Some(local) = self.local() {
             let _ = local.try_tell(message);
         }
+    }
+
+    /// True (and counted) when messages to or from `peer` are cut off.
+    fn filtered(&self, peer: u64) -> bool {
+        let blocked = self
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&peer);
+        if blocked {
+            self.counters.filtered.fetch_add(1, Relaxed);
+        }
+        blocked
     }
 
     fn track(&self, task: AbortHandle) {
@@ -307,6 +324,7 @@ impl TcpNode {
             local: Mutex::new(None),
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
+            blocked: Mutex::new(BTreeSet::new()),
         });
         let mut links = BTreeMap::new();
         for (&peer, &addr) in &options.peers {
@@ -371,6 +389,23 @@ impl TcpNode {
             connects: c.connects.load(Relaxed),
             connect_failures: c.connect_failures.load(Relaxed),
             write_failures: c.write_failures.load(Relaxed),
+            filtered: c.filtered.load(Relaxed),
+        }
+    }
+
+    /// The transport filter for partition tests: while `blocked`, every message to or
+    /// from `peer` is dropped (counted in [`TcpCounters::filtered`]), as a cut cable
+    /// would lose it; the connections stay up.
+    pub fn block(&self, peer: u64, blocked: bool) {
+        let mut set = self
+            .shared
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if blocked {
+            set.insert(peer);
+        } else {
+            set.remove(&peer);
         }
     }
 
@@ -410,6 +445,9 @@ impl std::fmt::Debug for TcpTransport {
 
 impl Transport for TcpTransport {
     fn send(&mut self, message: Message) -> Result<(), Box<Message>> {
+        if self.shared.filtered(message.to) {
+            return Ok(());
+        }
         let Some(link) = self.links.get(&message.to) else {
             // No address for this peer: unreachable.
             return Err(Box::new(message));
@@ -621,6 +659,9 @@ async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
             // Out of step (oversized, truncated, i/o): close; the peer reconnects.
             Err(_) => break,
         };
+        if shared.filtered(from) {
+            continue;
+        }
         if envelope.from != from || envelope.to != shared.id {
             shared.counters.bad_frames.fetch_add(1, Relaxed);
             continue;

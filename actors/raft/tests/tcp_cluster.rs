@@ -286,3 +286,76 @@ async fn a_peer_with_the_wrong_secret_is_refused_and_counted() {
         node.rt.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_cannot_commit_and_after_healing_all_agree() {
+    let sockets = listeners(3);
+    let addrs: BTreeMap<u64, SocketAddr> = VOTERS
+        .iter()
+        .zip(&sockets)
+        .map(|(id, l)| (*id, l.local_addr().unwrap()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (id, listener) in VOTERS.into_iter().zip(sockets) {
+        nodes.push(start(id, listener, &addrs, b"s", PeerStorage::memory(&VOTERS)).await);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    commit(&refs, RequestId { client: 3, seq: 1 }, 1).await;
+    let mut leader = None;
+    for (at, node) in nodes.iter().enumerate() {
+        if node.peer.status().await.unwrap().is_leader {
+            leader = Some(at);
+        }
+    }
+    let leader = leader.expect("a leader");
+    let leader_id = leader as u64 + 1;
+    // Cut the leader off from both followers, in both directions.
+    for (at, node) in nodes.iter().enumerate() {
+        if at == leader {
+            for peer in VOTERS.iter().filter(|peer| **peer != leader_id) {
+                node.peer.node.block(*peer, true);
+            }
+        } else {
+            node.peer.node.block(leader_id, true);
+        }
+    }
+    // The minority (the old leader) cannot commit: its proposal is never `Committed`.
+    let minority = nodes[leader]
+        .peer
+        .propose(RequestId { client: 3, seq: 99 }, command(99))
+        .await
+        .unwrap();
+    assert!(
+        !matches!(minority, ProposalOutcome::Committed { .. }),
+        "a minority committed: {minority:?}"
+    );
+    // The majority elects a leader and commits.
+    let majority: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| *at != leader)
+        .map(|(_, node)| node)
+        .collect();
+    commit(&majority, RequestId { client: 3, seq: 2 }, 2).await;
+    assert!(nodes[leader].peer.node.counters().filtered > 0);
+    // Heal: everyone agrees on [1, 2]; the minority's 99 is gone.
+    for node in &nodes {
+        for peer in VOTERS {
+            node.peer.node.block(peer, false);
+        }
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    commit(&refs, RequestId { client: 3, seq: 3 }, 3).await;
+    wait_for("all applied 3", || {
+        nodes
+            .iter()
+            .all(|node| node.seen.lock().unwrap().last() == Some(&3))
+    })
+    .await;
+    for node in &nodes {
+        assert_eq!(*node.seen.lock().unwrap(), vec![1, 2, 3]);
+    }
+    for node in nodes {
+        node.rt.shutdown().await;
+    }
+}
