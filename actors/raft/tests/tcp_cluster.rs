@@ -359,3 +359,51 @@ async fn a_partitioned_leader_cannot_commit_and_after_healing_all_agree() {
         node.rt.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_and_a_silent_peer_is_a_connect_failure() {
+    use vortex_raft::raft::prelude::{Message, MessageType};
+    use vortex_raft::Transport;
+    // A peer that completes TCP connects (the kernel's backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rt = Runtime::builder().build().unwrap();
+    let mut tcp = TcpOptions::new(
+        1,
+        BTreeMap::from([(2, silent.local_addr().unwrap())]),
+        Secret::new(b"s".to_vec()).unwrap(),
+    );
+    tcp.queue = 4;
+    tcp.io_timeout = Duration::from_millis(200);
+    let node = vortex_raft::TcpNode::bind(&rt, "127.0.0.1:0".parse().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut transport = node.transport();
+    for _ in 0..1000 {
+        let message = Message {
+            msg_type: MessageType::MsgHeartbeat,
+            from: 1,
+            to: 2,
+            ..Message::default()
+        };
+        transport.send(message).unwrap();
+    }
+    // The link is stuck in its handshake: the queue filled, the rest was dropped.
+    assert!(node.counters().dropped_full > 0, "{:?}", node.counters());
+    wait_for("the handshake timed out", || {
+        node.counters().connect_failures > 0
+    })
+    .await;
+    wait_for("the queued messages were dropped as unreachable", || {
+        node.counters().dropped_unreachable > 0
+    })
+    .await;
+    assert_eq!(node.counters().sent, 0);
+    // A message for a peer with no address is handed back (raft reports it unreachable).
+    let stranger = Message {
+        to: 9,
+        from: 1,
+        ..Message::default()
+    };
+    assert!(transport.send(stranger).is_err());
+    rt.shutdown().await;
+}
