@@ -17,7 +17,11 @@
 //!   `Propose`, `ReadIndex`, `ConfChange`, `Unreachable`, `SnapshotStatus`.
 //! * [`transport`] — the [`Transport`] trait, [`LocalNetwork`] / [`LocalTransport`]
 //!   (in-process delivery between peers), and `seal` / `open`, a raft message in and
-//!   out of its wire envelope (TCP is part 2).
+//!   out of its wire envelope.
+//! * [`tcp`] — [`TcpNode`]: the TCP transport between processes (one link actor per
+//!   peer, HMAC-authenticated, bounded queues, reconnect with back-off).
+//! * [`cluster`] — [`ClusterPeer`]: a scheduler, a [`TcpNode`] and a [`RaftPeer`] in
+//!   one call.
 //! * [`error`] — [`RaftError`].
 //! * `vortex_messages::raft` — the wire vocabulary (`ClusterCommand`, `Target`,
 //!   `RequestId`, `ProposalOutcome`).
@@ -53,18 +57,22 @@
 //! ```
 
 pub mod actor;
+pub mod cluster;
 pub mod core;
 pub mod error;
 pub mod machine;
 pub mod storage;
+pub mod tcp;
 pub mod transport;
 
 pub use crate::actor::{
     PeerOptions, PeerStatus, PeerStorage, RaftPeer, RaftPeerMessage, ReadReply,
 };
+pub use crate::cluster::ClusterPeer;
 pub use crate::core::{AppliedEntry, Output, PeerConfig, RaftCore, ReadOutcome, Role};
 pub use crate::error::{RaftError, RaftResult};
 pub use crate::machine::{ControlMachine, DesiredState, LogCommand, Replica, StateMachine};
 pub use crate::storage::{DiskStorage, RaftStorage, StateStore};
+pub use crate::tcp::{TcpCounters, TcpError, TcpNode, TcpOptions, TcpTransport};
 pub use crate::transport::{LocalNetwork, LocalTransport, Transport};
 pub use raft;

@@ -2,7 +2,7 @@
 //! [`LocalNetwork`] / [`LocalTransport`], in-process delivery through the peers'
 //! mailboxes (tests, and several peers in one process), and [`seal`] / [`open`], which
 //! put a raft message in its wire envelope and take it out. TCP between processes is
-//! part 2.
+//! [`crate::tcp`].
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
