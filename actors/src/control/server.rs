@@ -400,7 +400,13 @@ async fn answer(
         CtlCommand::List => CtlBody::Actors(services.observer.statuses()),
         CtlCommand::Groups => CtlBody::Groups(services.observer.resource_groups()),
         CtlCommand::Control { actor, command } => {
-            let outcome = services.observer.control(&actor, command.clone()).await;
+            // A person (or script) through `vortex ctl`: the autotuner holds a knob it
+            // turned (see `Origin`). The peer is the socket's or TCP client's identity.
+            let origin = vortex_messages::Origin::operator(peer.clone());
+            let outcome = services
+                .observer
+                .control_from(&actor, command.clone(), origin)
+                .await;
             if let Some(audit) = &services.audit {
                 audit(ControlJournaled {
                     peer,
