@@ -71,6 +71,9 @@ pub(crate) trait Child: Send + Sync + 'static {
     }
 }
 
+/// How long a control command waits for an incarnation that is being replaced.
+const REPLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The running incarnation: its kameo cell and its halt flag.
 type Incarnation<A> = (ActorRef<Cell<A>>, Arc<AtomicBool>);
 
@@ -121,14 +124,36 @@ impl<A: Actor> ActorChild<A> {
     /// Sends a command through the cell's control lane (so `on_control` sees it), or
     /// answers it from the shared state when no cell is running.
     pub(crate) async fn control(&self, command: Control) -> Result<ControlReply, ControlError> {
-        if let Some(cell) = self.current_cell() {
-            match cell.ask(ControlCommand(command.clone())).await {
-                Ok(reply) => return Ok(reply),
-                Err(kameo::error::SendError::HandlerError(error)) => return Err(error),
-                Err(_) => {} // the cell ended meanwhile: answer from the shared state
+        // An actor its supervisor shows as running but whose incarnation is being replaced
+        // right now (the old cell gone, the new one not yet reachable) answers from its
+        // next incarnation, not from the shared state: a `Checkpoint` sent just after a
+        // restart is taken, not refused. Bounded: past `REPLACEMENT_WAIT` (or once the
+        // actor is stopping, retired or in back-off) the shared state answers.
+        let deadline = tokio::time::Instant::now() + REPLACEMENT_WAIT;
+        let mut tries = 0u32;
+        loop {
+            if let Some(cell) = self.current_cell() {
+                match cell.ask(ControlCommand(command.clone())).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(kameo::error::SendError::HandlerError(error)) => return Err(error),
+                    Err(_) => {} // the cell ended meanwhile
+                }
+            }
+            let replacing = matches!(
+                self.shared.state(),
+                ActorState::Running | ActorState::Starting
+            ) && !self.shared.is_retired()
+                && !self.shared.is_stopping();
+            if !replacing || tokio::time::Instant::now() >= deadline {
+                return self.shared.default_control(&command);
+            }
+            tries += 1;
+            if tries < 64 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }
-        self.shared.default_control(&command)
     }
 
     /// Makes the running incarnation fail (its supervisor then applies its policy).
