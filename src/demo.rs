@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use vortex_messages::pipeline::FinishedBatch;
+use vortex_messages::{pipeline::FinishedBatch, ActorState};
 
 use crate::actors::autotuner::{Autotuner, AutotunerConfig, AutotunerSettings};
 use crate::actors::control::TcpControl;
@@ -1127,9 +1127,11 @@ async fn start_exporter(
     Ok(exporter)
 }
 
-/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink. Reads
-/// the sink's totals directly (they outlive its incarnations), so a sink that is
-/// restarting after a poisoned batch does not fail the wait.
+/// Waits (bounded) until every batch sent reached the sink or the dead-letter sink, and the
+/// sink is not in a restart back-off. Reads the sink's totals directly (they outlive its
+/// incarnations), so a sink that is restarting after a poisoned batch does not fail the
+/// wait; and a report taken after the wait counts that restart (a status read during the
+/// back-off would show the failure's dead letter without its restart).
 async fn wait_for_sink(
     rt: &Runtime,
     totals: &std::sync::Mutex<SinkTotals>,
@@ -1142,8 +1144,14 @@ async fn wait_for_sink(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         (totals.batches, totals.bytes, totals.seen.len() as u64)
     };
+    let restarting = || {
+        rt.status("sink")
+            .is_ok_and(|status| status.state == ActorState::Restarting)
+    };
     let mut now = read();
-    while tokio::time::Instant::now() < deadline && now.0 + rt.dead_letters().count() < sent {
+    while tokio::time::Instant::now() < deadline
+        && (now.0 + rt.dead_letters().count() < sent || restarting())
+    {
         tokio::time::sleep(Duration::from_millis(1)).await;
         now = read();
     }

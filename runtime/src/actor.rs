@@ -1,6 +1,6 @@
 //! The [`Actor`] trait users implement, and the [`Context`] a handler sees.
 
-use std::future::Future;
+use std::{any::TypeId, collections::BTreeSet, future::Future, sync::RwLock};
 
 use vortex_messages::{Control, ControlError, ControlReply};
 
@@ -88,7 +88,9 @@ pub trait Actor: Send + Sized + 'static {
         command: &Control,
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = Option<Result<ControlReply, ControlError>>> + Send {
-        let _ = (command, ctx);
+        let _ = command;
+        // Tells the cell that this type keeps the default (see `keeps_default_on_control`).
+        ctx.default_on_control = true;
         async { None }
     }
 }
@@ -98,6 +100,8 @@ pub struct Context<A: Actor> {
     addr: Addr<A>,
     worker: usize,
     ending: Ending,
+    /// Set by the default `on_control` when it runs.
+    default_on_control: bool,
 }
 
 /// How a handler asked its incarnation to end.
@@ -117,6 +121,7 @@ impl<A: Actor> Context<A> {
             addr,
             worker,
             ending: Ending::No,
+            default_on_control: false,
         }
     }
 
@@ -156,4 +161,33 @@ impl<A: Actor> Context<A> {
     pub(crate) fn take_ending(&mut self) -> Ending {
         std::mem::replace(&mut self.ending, Ending::No)
     }
+
+    /// Whether the trait's default `on_control` ran since the last call (and clears it).
+    pub(crate) fn take_default_on_control(&mut self) -> bool {
+        std::mem::take(&mut self.default_on_control)
+    }
+}
+
+/// Actor types known to keep the trait's default `on_control`: learned the first time one
+/// of them answered a command with it (its body marks the context). For those, the
+/// runtime may apply a command whose default needs no actor state (`Stop`) without a
+/// round trip through the cell: the reply and the effect are exactly those the cell would
+/// give. Process-wide on purpose: whether a type overrides a trait method is a property
+/// of the type, the same in every runtime.
+static DEFAULT_ON_CONTROL: RwLock<BTreeSet<TypeId>> = RwLock::new(BTreeSet::new());
+
+/// Whether actors of type `A` are known to keep the default `on_control`.
+pub(crate) fn keeps_default_on_control<A: Actor>() -> bool {
+    DEFAULT_ON_CONTROL
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&TypeId::of::<A>())
+}
+
+/// Records that actors of type `A` keep the default `on_control`.
+pub(crate) fn learn_default_on_control<A: Actor>() {
+    DEFAULT_ON_CONTROL
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(TypeId::of::<A>());
 }

@@ -141,7 +141,14 @@ fn go_live<A: Actor>(shared: &Shared<A>) {
     }
 }
 
-pub(crate) struct Cell<A: Actor> {
+/// The kameo actor: one pointer to its [`State`]. kameo keeps an actor by value in its
+/// task, in several places of the task's state at once (start-up result, running state,
+/// stop result), and moves it between them: a boxed state keeps every cell's task small
+/// and those moves cheap.
+pub(crate) struct Cell<A: Actor>(Box<State<A>>);
+
+/// Everything one incarnation holds.
+pub(crate) struct State<A: Actor> {
     actor: A,
     ctx: Context<A>,
     reader: Reader<A::Message>,
@@ -152,12 +159,13 @@ pub(crate) struct Cell<A: Actor> {
     stash: Option<A::Message>,
     /// kameo's start-up signal was seen: batches may run.
     started: bool,
-    /// A control signal received while parked, returned after at most one batch.
-    pending: Option<Signal<Cell<A>>>,
-    /// Control signals that reached the control lane before kameo's start-up signal (a
-    /// command sent right after `Runtime::spawn` returned): handled, in order, after the
-    /// first batch of data queued with them, as any command waits behind one batch.
-    early: std::collections::VecDeque<Signal<Cell<A>>>,
+    /// Control signals taken from the control lane but not yet returned to kameo, in
+    /// order: those that arrived before kameo's start-up signal (a command sent right after
+    /// `Runtime::spawn` returned), and the one that woke a parked cell. Each is returned
+    /// after at most one batch of the data queued with it, as any command waits behind one
+    /// batch. (A queue, not an inline slot: a signal is large, and the cell's size is
+    /// copied with every move of its task.)
+    held: std::collections::VecDeque<Signal<Cell<A>>>,
     /// Return waiting control signals before the next batch.
     control_turn: bool,
     /// The last batch ended on an empty pop: look again only when parking (which pops
@@ -165,6 +173,8 @@ pub(crate) struct Cell<A: Actor> {
     ran_dry: bool,
     exit: Option<Exit>,
     report: Option<ExitReport>,
+    /// This type's default `on_control` has been recorded (see `actor::DEFAULT_ON_CONTROL`).
+    knows_default_on_control: bool,
 }
 
 async fn build_actor<A: Actor>(
@@ -200,6 +210,29 @@ impl<A: Actor> kameo::Actor for Cell<A> {
     type Error = CellFailure;
 
     async fn on_start(args: CellArgs<A>, _: ActorRef<Self>) -> Result<Self, CellFailure> {
+        State::start(args).await.map(|state| Cell(Box::new(state)))
+    }
+
+    async fn next(
+        &mut self,
+        _: WeakActorRef<Self>,
+        mailbox_rx: &mut MailboxReceiver<Self>,
+    ) -> Result<Option<Signal<Self>>, CellFailure> {
+        self.0.next(mailbox_rx).await
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), CellFailure> {
+        self.0.stop(reason).await;
+        Ok(())
+    }
+}
+
+impl<A: Actor> State<A> {
+    async fn start(args: CellArgs<A>) -> Result<Self, CellFailure> {
         let shared = args.shared;
         let (actor, ctx) = match args.built {
             Some(built) => built,
@@ -210,7 +243,9 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                     },
                     args.worker,
                 );
-                let actor = match build_within_timeout(&shared, &mut ctx).await {
+                // Boxed: a start inside the cell (restarts, pool workers, tree children) is
+                // the rarer path, and its state would otherwise enlarge every cell's task.
+                let actor = match Box::pin(build_within_timeout(&shared, &mut ctx)).await {
                     Ok(actor) => actor,
                     Err(failure) => {
                         (args.started)(Err(failure.0.clone()));
@@ -222,7 +257,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 (actor, ctx)
             }
         };
-        Ok(Cell {
+        Ok(State {
             actor,
             ctx,
             reader: shared.mailbox.reader(),
@@ -231,20 +266,19 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             halt: args.halt,
             stash: None,
             started: false,
-            pending: None,
-            early: std::collections::VecDeque::new(),
+            held: std::collections::VecDeque::new(),
             control_turn: false,
             ran_dry: false,
             exit: None,
             report: Some(args.report),
+            knows_default_on_control: false,
         })
     }
 
     async fn next(
         &mut self,
-        _: WeakActorRef<Self>,
-        mailbox_rx: &mut MailboxReceiver<Self>,
-    ) -> Result<Option<Signal<Self>>, CellFailure> {
+        mailbox_rx: &mut MailboxReceiver<Cell<A>>,
+    ) -> Result<Option<Signal<Cell<A>>>, CellFailure> {
         if !self.started {
             // Until kameo has seen its own start-up signal, no batch runs: a batch that
             // failed now would end a cell kameo never reported as started. kameo sends that
@@ -257,7 +291,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                         self.started = true;
                         return Ok(Some(Signal::StartupFinished));
                     }
-                    Some(signal) => self.early.push_back(signal),
+                    Some(signal) => self.held.push_back(signal),
                     None => return Ok(None),
                 }
             }
@@ -268,7 +302,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
             if self.control_turn {
                 // After a batch or a command, every command waiting in the control lane is
                 // returned before the next batch: each waits behind one batch at most.
-                let waiting = self.early.pop_front().or_else(|| self.pending.take());
+                let waiting = self.held.pop_front();
                 if let Some(signal) = waiting.or_else(|| mailbox_rx.try_recv().ok()) {
                     return Ok(Some(signal));
                 }
@@ -295,7 +329,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 self.exit = Some(exit);
                 return Ok(None);
             }
-            let waiting = match self.early.pop_front().or_else(|| self.pending.take()) {
+            let waiting = match self.held.pop_front() {
                 Some(signal) => Some(signal),
                 None if looked => None,
                 None => mailbox_rx.try_recv().ok(),
@@ -309,7 +343,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
                 signal = mailbox_rx.recv() => match signal {
                     // Woken by a command: one batch of what was queued first (data sent
                     // before the command is handled before it), then the command.
-                    Some(signal) => self.pending = Some(signal),
+                    Some(signal) => self.held.push_back(signal),
                     None => return Ok(None),
                 },
                 () = self.wait_for_work() => {}
@@ -317,11 +351,7 @@ impl<A: Actor> kameo::Actor for Cell<A> {
         }
     }
 
-    async fn on_stop(
-        &mut self,
-        _: WeakActorRef<Self>,
-        reason: ActorStopReason,
-    ) -> Result<(), CellFailure> {
+    async fn stop(&mut self, reason: ActorStopReason) {
         if let Some(message) = self.stash.take() {
             // Popped while parking and never handled: it is still owed to a consumer. The
             // supervisor decides (restart: next incarnation; for good: undelivered).
@@ -345,7 +375,6 @@ impl<A: Actor> kameo::Actor for Cell<A> {
         if let Some(report) = self.report.take() {
             report(exit);
         }
-        Ok(())
     }
 }
 
@@ -359,7 +388,7 @@ enum Batch {
     Exit(Exit),
 }
 
-impl<A: Actor> Cell<A> {
+impl<A: Actor> State<A> {
     /// Why this incarnation must end now, if it must.
     fn exit_due(&self) -> Option<Exit> {
         if self.halt.load(Relaxed) {
@@ -389,7 +418,7 @@ impl<A: Actor> Cell<A> {
     /// Parks until there is work or a reason to look again (halt, `Resume`, `Stop`). A
     /// message found while parking is stashed, so a cancelled wait loses nothing.
     async fn wait_for_work(&mut self) {
-        let Cell {
+        let State {
             shared,
             reader,
             stash,
@@ -504,7 +533,7 @@ impl<A: Actor> Message<InjectFailure> for Cell<A> {
         _: &mut KameoContext<Self, Self::Reply>,
     ) -> Self::Reply {
         let reason = format!("injected failure: {reason}");
-        self.exit = Some(Exit::Failed(reason.clone()));
+        self.0.exit = Some(Exit::Failed(reason.clone()));
         Err(CellFailure(reason))
     }
 }
@@ -517,15 +546,20 @@ impl<A: Actor> Message<ControlCommand> for Cell<A> {
         ControlCommand(command): ControlCommand,
         _: &mut KameoContext<Self, Self::Reply>,
     ) -> Self::Reply {
-        let span = tracing::info_span!("vortex.control", actor = %self.shared.name, command = command.name());
-        self.control(command).instrument(span).await
+        let state = &mut *self.0;
+        let span = tracing::info_span!("vortex.control", actor = %state.shared.name, command = command.name());
+        state.control(command).instrument(span).await
     }
 }
 
-impl<A: Actor> Cell<A> {
+impl<A: Actor> State<A> {
     async fn control(&mut self, command: Control) -> Result<ControlReply, ControlError> {
         if let Some(reply) = self.actor.on_control(&command, &mut self.ctx).await {
             return reply;
+        }
+        if self.ctx.take_default_on_control() && !self.knows_default_on_control {
+            self.knows_default_on_control = true;
+            crate::actor::learn_default_on_control::<A>();
         }
         match command {
             Control::Checkpoint => match self.actor.snapshot() {

@@ -5,7 +5,7 @@
 use crate::sync::lock;
 use std::{
     any::Any,
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -36,6 +36,11 @@ pub(crate) trait Target: Send + Sync {
     fn kind(&self) -> ActorKind;
     fn status(&self) -> StatusReport;
     fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>>;
+    /// The answer to `command` when the runtime can give it at once, exactly as the
+    /// actor's control lane would (no round trip, nothing boxed); `None` otherwise.
+    fn control_now(&self, _command: &Control) -> Option<Result<ControlReply, ControlError>> {
+        None
+    }
     /// Refuses new messages (shutdown).
     fn close(&self) {}
     /// Moves queued messages to the dead-letter sink; returns how many.
@@ -72,6 +77,9 @@ impl<A: Actor> Target for ActorChild<A> {
     }
     fn control(&self, command: Control) -> BoxFuture<'_, Result<ControlReply, ControlError>> {
         Box::pin(ActorChild::control(self, command))
+    }
+    fn control_now(&self, command: &Control) -> Option<Result<ControlReply, ControlError>> {
+        ActorChild::control_now(self, command)
     }
     fn close(&self) {
         self.shared.mailbox.close();
@@ -228,6 +236,13 @@ impl Registry {
         self.entries().get(name).cloned()
     }
 
+    /// The registered name (shared, not copied) and its target.
+    pub(crate) fn get_entry(&self, name: &str) -> Option<(Arc<str>, Arc<dyn Target>)> {
+        self.entries()
+            .get_key_value(name)
+            .map(|(name, target)| (Arc::clone(name), Arc::clone(target)))
+    }
+
     pub(crate) fn all(&self) -> Vec<(Arc<str>, Arc<dyn Target>)> {
         self.entries()
             .iter()
@@ -236,10 +251,7 @@ impl Registry {
     }
 
     /// Registers every name of a reservation, or none (a name taken meanwhile).
-    pub(crate) fn commit(
-        &self,
-        reservation: Reservation<'_>,
-    ) -> Result<Vec<Arc<str>>, RuntimeError> {
+    pub(crate) fn commit(&self, reservation: &Reservation<'_>) -> Result<(), RuntimeError> {
         let mut entries = self.entries();
         if let Some((name, _)) = reservation
             .entries
@@ -248,20 +260,22 @@ impl Registry {
         {
             return Err(RuntimeError::DuplicateName(name.to_string()));
         }
-        let names = reservation
-            .entries
-            .iter()
-            .map(|(name, _)| Arc::clone(name))
-            .collect();
-        entries.extend(reservation.entries);
-        Ok(names)
+        for (name, target) in &reservation.entries {
+            entries.insert(Arc::clone(name), Arc::clone(target));
+        }
+        Ok(())
     }
 
-    pub(crate) fn remove(&self, names: &[Arc<str>]) {
+    /// Unregisters every name of a committed reservation (its start failed).
+    pub(crate) fn remove_all(&self, reservation: &Reservation<'_>) {
         let mut entries = self.entries();
-        for name in names {
+        for (name, _) in &reservation.entries {
             entries.remove(name);
         }
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.entries().remove(name);
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {
@@ -272,7 +286,7 @@ impl Registry {
 /// Names collected while a spec is instantiated, registered together at the end.
 pub(crate) struct Reservation<'a> {
     registry: &'a Registry,
-    seen: BTreeSet<Arc<str>>,
+    /// In spec order (a tree has a handful of names: a scan beats a set).
     entries: Vec<(Arc<str>, Arc<dyn Target>)>,
 }
 
@@ -280,7 +294,6 @@ impl<'a> Reservation<'a> {
     pub(crate) fn new(registry: &'a Registry) -> Self {
         Reservation {
             registry,
-            seen: BTreeSet::new(),
             entries: Vec::new(),
         }
     }
@@ -288,7 +301,7 @@ impl<'a> Reservation<'a> {
     /// Validates a name and checks it is free (in the runtime and in this spec).
     pub(crate) fn check(&self, name: &str) -> Result<(), RuntimeError> {
         validate_name(name)?;
-        if self.seen.contains(name) || self.registry.contains(name) {
+        if self.entries.iter().any(|(seen, _)| **seen == *name) || self.registry.contains(name) {
             return Err(RuntimeError::DuplicateName(name.to_owned()));
         }
         Ok(())
@@ -300,9 +313,16 @@ impl<'a> Reservation<'a> {
         target: Arc<dyn Target>,
     ) -> Result<(), RuntimeError> {
         self.check(&name)?;
-        self.seen.insert(Arc::clone(&name));
         self.entries.push((name, target));
         Ok(())
+    }
+
+    /// The first name (the spec's own), for error messages.
+    pub(crate) fn first_name(&self) -> String {
+        self.entries
+            .first()
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default()
     }
 }
 

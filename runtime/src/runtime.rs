@@ -6,12 +6,11 @@ use std::{
     future::Future,
     sync::{
         atomic::{AtomicU8, Ordering::SeqCst},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
 
-use kameo::actor::ActorRef;
 use tokio::runtime::Handle;
 use vortex_messages::{
     resource::ResourceGroupStatus, Control, ControlError, ControlNotice, ControlReply, Origin,
@@ -22,6 +21,7 @@ pub use crate::config::RuntimeConfig;
 use crate::{
     actor::Actor,
     addr::Addr,
+    cell::ExitReport,
     checkpoint::CheckpointSink,
     dead_letter::DeadLetters,
     deadline::Deadlines,
@@ -32,10 +32,7 @@ use crate::{
     shared::Services,
     shared::Shared,
     spec::{ActorSpec, ChildSpec, PoolSpec, SpawnEnv, SupervisorSpec},
-    supervisor::{
-        start_adopted, Backoff, HaltAll, Intensity, Strategy, SupervisorCell, SupervisorChild,
-        SupervisorPlan,
-    },
+    supervisor::{child::Child, Backoff, Intensity, Restart, Root},
 };
 
 /// Builds a [`Runtime`]. See [`Runtime::builder`].
@@ -182,22 +179,7 @@ impl RuntimeBuilder {
                 (tokio.handle().clone(), Some(tokio))
             }
         };
-        let root = Arc::new(SupervisorChild::new(SupervisorPlan {
-            name: Arc::from("root"),
-            strategy: Strategy::OneForOne,
-            intensity: config.root_intensity,
-            backoff: config.root_backoff,
-            children: Arc::new(Mutex::new(Vec::new())),
-            worker_maker: None,
-            max_workers: 0,
-            status: Default::default(),
-            independent: true,
-            ids: Default::default(),
-        }));
-        let root_cell = {
-            let _entered = handle.enter();
-            root.spawn_root()
-        };
+        let root = Root::new(config.root_intensity, config.root_backoff, handle.clone());
         let inner = Arc::new(RuntimeInner {
             env: SpawnEnv {
                 services: Services {
@@ -213,7 +195,6 @@ impl RuntimeBuilder {
             },
             groups,
             root,
-            root_cell,
             handle,
             phase: AtomicU8::new(RUNNING),
             controls: ControlCounts::default(),
@@ -236,8 +217,8 @@ const SHUT_DOWN: u8 = 2;
 pub(crate) struct RuntimeInner {
     env: SpawnEnv,
     groups: ResourceGroups,
-    root: Arc<SupervisorChild>,
-    root_cell: ActorRef<SupervisorCell>,
+    /// The parent of every top-level actor, pool and tree.
+    root: Arc<Root>,
     handle: Handle,
     phase: AtomicU8,
     /// Control commands applied, by actor, command and outcome.
@@ -332,9 +313,19 @@ impl Runtime {
 
     /// Spawns a single actor from a spec (capacity, batch size, restart policy).
     pub async fn spawn_actor<A: Actor>(&self, spec: ActorSpec<A>) -> Result<Addr<A>, RuntimeError> {
-        let name = spec.name().to_owned();
-        self.start_child(spec.into()).await?;
-        self.lookup(&name)
+        self.check_running()?;
+        let env = &self.inner.env;
+        let mut reservation = Reservation::new(&env.registry);
+        let (child, restart) = spec.instantiate_actor(env, &mut reservation)?;
+        let addr = Addr {
+            shared: Arc::clone(&child.shared),
+        };
+        let top: Arc<dyn Child> = child.clone();
+        self.start_top(&top, restart, &reservation, |report| async move {
+            child.start_first(report).await
+        })
+        .await?;
+        Ok(addr)
     }
 
     /// Spawns a pool of `workers` identical actors sharing one mailbox.
@@ -364,40 +355,59 @@ impl Runtime {
         self.start_child(spec.into()).await
     }
 
-    async fn start_child(&self, spec: ChildSpec) -> Result<(), RuntimeError> {
+    fn check_running(&self) -> Result<(), RuntimeError> {
         if self.inner.phase.load(SeqCst) != RUNNING {
             return Err(RuntimeError::ShutDown);
         }
+        Ok(())
+    }
+
+    async fn start_child(&self, spec: ChildSpec) -> Result<(), RuntimeError> {
+        self.check_running()?;
         let mut reservation = Reservation::new(&self.inner.env.registry);
         let (child, restart) = spec.instantiate(&self.inner.env, &mut reservation)?;
-        let names = self.inner.env.registry.commit(reservation)?;
-        // The child starts from this task and the root adopts it: no round trip through the
-        // root, which never waits for a start, so an actor may spawn actors from its own
-        // `on_start` or handlers. The start-up is bounded by the start timeout.
-        let started = start_adopted(
-            &self.inner.root_cell,
-            &self.inner.root.plan,
-            Arc::clone(&child),
-            restart,
-        )
-        .await;
-        let reason = match started {
-            // A shutdown that began meanwhile may have halted the root before it adopted
-            // the child: halt it here, so nothing runs past `shutdown()`.
-            Ok(()) if self.inner.phase.load(SeqCst) != RUNNING => {
-                child.halt().await;
-                None
-            }
-            Ok(()) => return Ok(()),
-            Err(reason) => reason,
+        let start = |report| Arc::clone(&child).start_in_caller(report);
+        self.start_top(&child, restart, &reservation, start).await
+    }
+
+    /// Registers the names of `reservation`, lists `child` under the root, and starts it
+    /// from this task with `start`: no round trip through a supervisor, so an actor may
+    /// spawn actors from its own `on_start` or handlers. The start-up is bounded by the
+    /// start timeout. A failed start releases the names.
+    async fn start_top<F, Fut>(
+        &self,
+        child: &Arc<dyn Child>,
+        restart: Restart,
+        reservation: &Reservation<'_>,
+        start: F,
+    ) -> Result<(), RuntimeError>
+    where
+        F: FnOnce(ExitReport) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let registry = &self.inner.env.registry;
+        registry.commit(reservation)?;
+        let root = &self.inner.root;
+        let reason = match root.adopt(Arc::clone(child), restart) {
+            None => None,
+            Some(key) => match start(root.exit_report(key)).await {
+                // A shutdown that began meanwhile may have halted the root's children
+                // before this one ran: halt it here, so nothing runs past `shutdown()`.
+                Ok(()) if self.inner.phase.load(SeqCst) != RUNNING => {
+                    child.halt().await;
+                    None
+                }
+                Ok(()) => return Ok(()),
+                Err(reason) => {
+                    root.abandon(key);
+                    Some(reason)
+                }
+            },
         };
-        self.inner.env.registry.remove(&names);
+        registry.remove_all(reservation);
         match reason {
             Some(reason) => Err(RuntimeError::StartFailed {
-                name: names
-                    .first()
-                    .map(|name| name.to_string())
-                    .unwrap_or_default(),
+                name: reservation.first_name(),
                 reason,
             }),
             None => Err(RuntimeError::ShutDown),
@@ -532,10 +542,8 @@ impl Runtime {
             target.close();
         }
         // Every halt waits for the actor's `on_stop` (bounded by the stop timeout), children
-        // before parents; the root's own stop hook runs last.
-        if self.inner.root_cell.ask(HaltAll).await.is_ok() {
-            let _ = self.inner.root_cell.wait_for_shutdown_result().await;
-        }
+        // before parents, youngest first.
+        self.inner.root.halt_all().await;
         let mut report = ShutdownReport::default();
         for (name, target) in &targets {
             let left = target.collect_undelivered();
@@ -594,11 +602,11 @@ impl RuntimeObserver {
         command: Control,
         origin: Origin,
     ) -> Result<ControlReply, ControlError> {
-        let target = self
+        let (registered, target) = self
             .inner
             .env
             .registry
-            .get(name)
+            .get_entry(name)
             .ok_or_else(|| ControlError::UnknownActor(name.to_owned()))?;
         let timeout = self.inner.env.config.ask_timeout;
         let command_name = command.name();
@@ -606,16 +614,19 @@ impl RuntimeObserver {
         // Only commands that change something are announced (see below): the clone is
         // not made for `Status`.
         let notice = (command != Control::Status).then(|| command.clone());
-        let reply = match deadlines.timeout(timeout, target.control(command)).await {
-            Ok(reply) => reply,
-            Err(_) => Err(ControlError::Timeout(name.to_owned())),
+        let reply = match target.control_now(&command) {
+            Some(reply) => reply,
+            None => match deadlines.timeout(timeout, target.control(command)).await {
+                Ok(reply) => reply,
+                Err(_) => Err(ControlError::Timeout(name.to_owned())),
+            },
         };
         // Counted only for registered names (an unknown name is refused above); the table
         // forgets unregistered names when it grows (see `ControlCounts`).
         let registry = &self.inner.env.registry;
         self.inner
             .controls
-            .record(name, command_name, reply.is_ok(), |name| {
+            .record(&registered, command_name, reply.is_ok(), |name| {
                 registry.contains(name)
             });
         // `Status` changes nothing, and pollers (`vortex top`) send many: listeners would
@@ -681,8 +692,7 @@ impl Drop for Runtime {
             for (_, target) in self.inner.env.registry.all() {
                 target.close();
             }
-            crate::supervisor::child::Child::kill(&*self.inner.root);
-            self.inner.root_cell.kill();
+            self.inner.root.kill_all();
         }
         if let Some(tokio) = self.tokio.take() {
             tokio.shutdown_background();

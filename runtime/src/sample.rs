@@ -123,11 +123,34 @@ pub struct ControlCount {
 pub(crate) struct ControlCounts {
     /// A hash map: every `Stop` of a short-lived actor lands here, so a lookup must not
     /// cost a walk of string comparisons.
-    counts: Mutex<HashMap<Arc<str>, Vec<CommandCount>>>,
+    counts: Mutex<HashMap<Arc<str>, ActorCounts>>,
 }
 
 /// (command, succeeded, count) for one actor.
 type CommandCount = (&'static str, bool, u64);
+
+/// One actor's counts: the first kind of command inline (most actors get one kind, often
+/// a single `Stop`), the others in a vector that allocates only when needed.
+struct ActorCounts {
+    first: CommandCount,
+    more: Vec<CommandCount>,
+}
+
+impl ActorCounts {
+    fn add(&mut self, command: &'static str, succeeded: bool) {
+        let found = std::iter::once(&mut self.first)
+            .chain(self.more.iter_mut())
+            .find(|(name, outcome, _)| *name == command && *outcome == succeeded);
+        match found {
+            Some((_, _, count)) => *count += 1,
+            None => self.more.push((command, succeeded, 1)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &CommandCount> {
+        std::iter::once(&self.first).chain(self.more.iter())
+    }
+}
 
 /// Names the control-count table holds before it forgets unregistered ones.
 pub(crate) const CONTROL_COUNT_NAMES: usize = 4096;
@@ -137,26 +160,22 @@ impl ControlCounts {
     /// only when the table is full).
     pub(crate) fn record(
         &self,
-        actor: &str,
+        actor: &Arc<str>,
         command: &'static str,
         succeeded: bool,
         registered: impl Fn(&str) -> bool,
     ) {
         let mut counts = lock(&self.counts);
         if let Some(entries) = counts.get_mut(actor) {
-            match entries
-                .iter_mut()
-                .find(|(name, outcome, _)| *name == command && *outcome == succeeded)
-            {
-                Some((_, _, count)) => *count += 1,
-                None => entries.push((command, succeeded, 1)),
-            }
+            entries.add(command, succeeded);
             return;
         }
         if counts.len() >= CONTROL_COUNT_NAMES {
             counts.retain(|name, _| registered(name));
         }
-        counts.insert(Arc::from(actor), vec![(command, succeeded, 1)]);
+        let first = (command, succeeded, 1);
+        let more = Vec::new();
+        counts.insert(Arc::clone(actor), ActorCounts { first, more });
     }
 
     pub(crate) fn all(&self) -> Vec<ControlCount> {
@@ -213,9 +232,10 @@ mod tests {
     #[test]
     fn control_counts_are_kept_per_actor_command_and_outcome() {
         let counts = ControlCounts::default();
-        counts.record("a", "pause", true, |_| true);
-        counts.record("a", "pause", true, |_| true);
-        counts.record("a", "scale", false, |_| true);
+        let a: Arc<str> = Arc::from("a");
+        counts.record(&a, "pause", true, |_| true);
+        counts.record(&a, "pause", true, |_| true);
+        counts.record(&a, "scale", false, |_| true);
         let all = counts.all();
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].command, all[0].count), ("pause", 2));
@@ -227,9 +247,10 @@ mod tests {
         let counts = ControlCounts::default();
         for n in 0..CONTROL_COUNT_NAMES + 10 {
             // Only "keep" stays registered; every other name came and went.
-            counts.record(&format!("gone-{n}"), "stop", true, |name| name == "keep");
+            let gone: Arc<str> = Arc::from(format!("gone-{n}"));
+            counts.record(&gone, "stop", true, |name| name == "keep");
             if n == 0 {
-                counts.record("keep", "pause", true, |_| true);
+                counts.record(&Arc::from("keep"), "pause", true, |_| true);
             }
         }
         let all = counts.all();

@@ -24,7 +24,7 @@ fn forget_name(registry: &Arc<Registry>, name: &Arc<str>) -> OnForget {
     let (registry, name) = (Arc::downgrade(registry), Arc::clone(name));
     Box::new(move || {
         if let Some(registry) = registry.upgrade() {
-            registry.remove(std::slice::from_ref(&name));
+            registry.remove(&name);
         }
     })
 }
@@ -260,17 +260,30 @@ impl<A: Actor> ActorSpec<A> {
     }
 }
 
+impl<A: Actor> ActorSpec<A> {
+    /// Builds a single actor's child (typed: `Runtime::spawn` hands out its address
+    /// without looking it up again) and reserves its name.
+    pub(crate) fn instantiate_actor(
+        self,
+        rt: &SpawnEnv,
+        reservation: &mut Reservation<'_>,
+    ) -> Result<(Arc<ActorChild<A>>, Restart), crate::RuntimeError> {
+        reservation.check(self.name())?;
+        let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
+        let on_forget = forget_name(&rt.registry, &shared.name);
+        let child = Arc::new(ActorChild::registered(shared, on_forget));
+        reservation.add(Arc::clone(&child.shared.name), child.clone())?;
+        Ok((child, restart))
+    }
+}
+
 impl<A: Actor> Instantiate for ActorSpec<A> {
     fn instantiate(
         self: Box<Self>,
         rt: &SpawnEnv,
         reservation: &mut Reservation<'_>,
     ) -> Result<(Arc<dyn Child>, Restart), crate::RuntimeError> {
-        reservation.check(self.name())?;
-        let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let on_forget = forget_name(&rt.registry, &shared.name);
-        let child = Arc::new(ActorChild::registered(shared, on_forget));
-        reservation.add(Arc::clone(&child.shared.name), child.clone())?;
+        let (child, restart) = self.instantiate_actor(rt, reservation)?;
         Ok((child, restart))
     }
 }
@@ -312,7 +325,6 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
             worker_maker: Some(maker),
             max_workers: max,
             status: Default::default(),
-            independent: false,
             ids: Default::default(),
         };
         let supervisor = Arc::new(SupervisorChild::registered(
@@ -348,7 +360,6 @@ impl Instantiate for SupervisorSpec {
             worker_maker: None,
             max_workers: 0,
             status: Default::default(),
-            independent: false,
             ids: Default::default(),
         };
         let supervisor = Arc::new(SupervisorChild::new(plan));

@@ -1,10 +1,11 @@
 //! A mailbox ring that allocates only what it holds: a chain of fixed-size segments, each
 //! one of the backend rings (mesocarp's or crossbeam's), grown and shrunk on demand.
 //!
-//! A mailbox starts with one small segment ([`INITIAL_SLOTS`], or its capacity if that is
-//! smaller). When a push finds the current segment (the *tail*) full, a successor of twice
-//! its size (at most the mailbox capacity) is linked behind it and becomes the tail; the
-//! full one is *sealed*. A consumer drains a sealed segment, then moves on to its
+//! A mailbox starts with an empty segment that has no ring at all (an actor that is never
+//! sent a message allocates none), and its first push links a small one ([`INITIAL_SLOTS`],
+//! or the capacity if that is smaller). When a push finds the current segment (the *tail*)
+//! full, a successor of twice its size (at most the mailbox capacity) is linked behind it
+//! and becomes the tail; the full one is *sealed*. A consumer drains a sealed segment, then moves on to its
 //! successor, and the drained segment is freed once nobody refers to it. When a consumer
 //! has parked [`QUIET_PARKS`] times in a row after stretches that each used under a quarter
 //! of a large tail, it links a smaller successor the same way (as large as the deepest of
@@ -58,9 +59,10 @@ const FLUSH_EVERY: usize = 32;
 /// reports "nothing now" (the producer in flight wakes it when its push lands).
 const SEALED_SPINS: usize = 64;
 
-/// One fixed-size ring of the chain.
+/// One fixed-size ring of the chain (no ring when it has no slots: the start of a
+/// mailbox, and the end of one that was given back).
 struct Segment<M> {
-    ring: ring::Ring<M>,
+    ring: Option<ring::Ring<M>>,
     slots: usize,
     /// `SEALED` | slots claimed (queued + pushes in flight).
     claims: AtomicUsize,
@@ -71,7 +73,7 @@ struct Segment<M> {
 impl<M: Send> Segment<M> {
     fn new(slots: usize) -> Arc<Self> {
         Arc::new(Segment {
-            ring: ring::Ring::with_capacity(slots),
+            ring: (slots > 0).then(|| ring::Ring::with_capacity(slots)),
             slots,
             claims: AtomicUsize::new(0),
             next: OnceLock::new(),
@@ -99,7 +101,7 @@ impl<M: Send> Segments<M> {
     pub(crate) fn new(capacity: usize) -> Self {
         let max_slots = capacity.max(1);
         let initial_slots = INITIAL_SLOTS.min(max_slots);
-        let first = Segment::new(initial_slots);
+        let first = Segment::new(0);
         Segments {
             tail: ArcSwap::new(Arc::clone(&first)),
             head: Mutex::new(first),
@@ -117,7 +119,8 @@ impl<M: Send> Segments<M> {
             // A segment as large as the capacity cannot be full: the mailbox's reservation
             // bounds what is queued (its claim count may read high, see `FLUSH_EVERY`).
             if claimed & SEALED == 0 && (claimed < tail.slots || tail.slots >= self.max_slots) {
-                return tail.ring.push(message);
+                // `max_slots` is at least 1: a segment without a ring never gets here.
+                return tail.ring.as_ref().ok_or(Rejected)?.push(message);
             }
             tail.claims.fetch_sub(1, SeqCst);
             if claimed & SEALED == 0 {
@@ -125,7 +128,8 @@ impl<M: Send> Segments<M> {
                     // Only possible if a caller pushed without a reservation.
                     return Err(Rejected);
                 }
-                self.link_after(&tail, (tail.slots * 2).min(self.max_slots));
+                let slots = (tail.slots * 2).max(self.initial_slots);
+                self.link_after(&tail, slots.min(self.max_slots));
             }
             // Sealed (or just extended): the successor is the tail now; look again.
         }
@@ -150,7 +154,7 @@ impl<M: Send> Segments<M> {
     pub(crate) fn reader(&self) -> Reader<M> {
         let segment = Arc::clone(&lock(&self.head));
         Reader {
-            ring: segment.ring.reader(),
+            ring: segment.ring.as_ref().map(ring::Ring::reader),
             segment,
             unflushed: 0,
             peak: 0,
@@ -187,13 +191,13 @@ impl<M: Send> Segments<M> {
         }
     }
 
-    /// Gives the memory of a closed, emptied mailbox back: a grown tail is replaced by a
-    /// one-slot one and the head moved to it (consumers still holding older segments free
-    /// them as they drop). A mailbox that never grew keeps its small first segment.
+    /// Gives the memory of a closed, emptied mailbox back: its tail is replaced by a
+    /// segment without a ring and the head moved to it (consumers still holding older
+    /// segments free them as they drop).
     pub(crate) fn release(&self) {
         let tail = self.tail.load_full();
-        if tail.slots > self.initial_slots {
-            self.link_after(&tail, 1);
+        if tail.slots > 0 {
+            self.link_after(&tail, 0);
         }
         *lock(&self.head) = self.tail.load_full();
     }
@@ -216,7 +220,8 @@ impl<M: Send> Segments<M> {
 /// A consumer's position in the chain.
 pub(crate) struct Reader<M> {
     segment: Arc<Segment<M>>,
-    ring: ring::Reader<M>,
+    /// `None` on a segment without a ring.
+    ring: Option<ring::Reader<M>>,
     /// Pops not yet subtracted from `segment`'s claim count (see [`FLUSH_EVERY`]).
     unflushed: usize,
     /// The deepest the mailbox was, seen by this consumer's pops since it last parked.
@@ -248,7 +253,7 @@ impl<M: Send> Reader<M> {
     pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
         let mut spins = 0;
         loop {
-            if let Some(message) = self.ring.pop() {
+            if let Some(message) = self.ring.as_mut().and_then(ring::Reader::pop) {
                 self.unflushed += 1;
                 if self.unflushed >= FLUSH_EVERY {
                     self.flush();
@@ -278,7 +283,7 @@ impl<M: Send> Reader<M> {
                     *head = Arc::clone(&next);
                 }
             }
-            self.ring = next.ring.reader();
+            self.ring = next.ring.as_ref().map(ring::Ring::reader);
             self.segment = next;
         }
     }

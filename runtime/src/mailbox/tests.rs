@@ -284,8 +284,14 @@ fn no_wake_up_is_lost_under_contention_while_the_pool_is_resized() {
 #[test]
 fn an_idle_mailbox_allocates_a_small_ring_and_grows_to_its_capacity_on_demand() {
     let mailbox = single(1024);
+    assert_eq!(
+        mailbox.allocated_slots(),
+        0,
+        "no ring before the first message"
+    );
+    mailbox.try_send(0).unwrap();
     assert_eq!(mailbox.allocated_slots(), segments::INITIAL_SLOTS);
-    for n in 0..1024 {
+    for n in 1..1024 {
         mailbox.try_send(n).unwrap();
     }
     assert!(matches!(
@@ -344,14 +350,15 @@ fn a_closed_mailbox_gives_its_ring_back() {
     let mut reader = mailbox.reader();
     assert_eq!(mailbox.take_all(&mut reader).len(), 500);
     drop(reader);
-    assert_eq!(mailbox.allocated_slots(), 1);
-    // One that never grew keeps its small first segment (nothing to give back).
+    assert_eq!(mailbox.allocated_slots(), 0);
+    // One that never grew gives its small first ring back too.
     let small = single(1024);
     small.try_send(1).unwrap();
     small.close();
     let mut reader = small.reader();
     assert_eq!(small.take_all(&mut reader), vec![1]);
-    assert_eq!(small.allocated_slots(), segments::INITIAL_SLOTS);
+    drop(reader);
+    assert_eq!(small.allocated_slots(), 0);
     assert!(matches!(mailbox.try_send(1), Err(TrySendError::Closed(1))));
 }
 

@@ -10,9 +10,9 @@
 //! Restarts of a restart set (one-for-all, rest-for-one) run one after another in start
 //! order: the next starts when the previous reported its start-up, failed or not. Each
 //! child has its own back-off sequence (and timer), so one crash-looping child never
-//! delays another's first restart. At the root, each child also has its own restart
-//! budget (as if it had its own one-for-one supervisor); trees built with
-//! `SupervisorSpec` count restarts per supervisor, as OTP does.
+//! delays another's first restart. Restarts count against the supervisor's intensity, as
+//! in OTP. (The runtime's root, whose children each have their own budget, is not a
+//! supervisor cell: see `root`.)
 
 use std::{
     collections::VecDeque,
@@ -58,24 +58,19 @@ struct Slot {
     token: u64,
     /// The pool worker index it holds, for pools.
     worker: Option<usize>,
-    /// Added by `Runtime::spawn`, whose caller unregisters it if its first start fails.
-    spawned: bool,
-    /// Whether its first start is behind it: an incarnation finished its start-up, or the
-    /// supervisor itself has started it since (so a failure goes to the restart policy).
-    ever_started: bool,
 }
 
 pub(crate) struct SupervisorArgs {
     pub(crate) plan: SupervisorPlan,
-    pub(crate) report: Option<ExitReport>,
-    pub(crate) started: Option<StartReport>,
+    pub(crate) report: ExitReport,
+    pub(crate) started: StartReport,
 }
 
 /// The kameo actor behind every supervisor (and every pool).
 pub(crate) struct SupervisorCell {
     plan: SupervisorPlan,
     slots: Vec<Slot>,
-    /// The supervisor-wide intensity (trees and pools; unused at the root).
+    /// The supervisor-wide intensity.
     budget: RestartBudget,
     /// Children due for a restart (id, restart token), in start order, started one at a
     /// time; an entry whose token is no longer the child's is stale.
@@ -106,50 +101,6 @@ struct RestartDue {
     members: Vec<(u64, u64)>,
 }
 
-/// Takes over a child its spawner is starting (see [`start_adopted`]).
-struct AdoptChild {
-    id: u64,
-    child: Arc<dyn Child>,
-    restart: Restart,
-}
-
-/// Starts `child` from the caller's task under `supervisor` (the root, for
-/// `Runtime::spawn`), without a round trip through the supervisor: the supervisor is told
-/// to adopt it first (so it hears of the child before any report of it), then the child is
-/// started here, reporting to the supervisor as if the supervisor had started it. Resolves
-/// with the start-up result; `Err(None)` when the supervisor is gone.
-pub(crate) async fn start_adopted(
-    supervisor: &ActorRef<SupervisorCell>,
-    plan: &SupervisorPlan,
-    child: Arc<dyn Child>,
-    restart: Restart,
-) -> Result<(), Option<String>> {
-    let id = plan.ids.fetch_add(1, SeqCst);
-    let adopt = AdoptChild {
-        id,
-        child: Arc::clone(&child),
-        restart,
-    };
-    supervisor.tell(adopt).send().await.map_err(|_| None)?;
-    let generation = 1;
-    let report = exit_report(supervisor.clone(), id, generation);
-    let to_supervisor = supervisor.clone();
-    // The supervisor adopted it as running: only a failed start is news to it (a started
-    // child reports how it ends through `report`), so a spawn costs it one message.
-    let started: StartReport = Box::new(move |result: Result<(), String>| {
-        if result.is_err() {
-            let _ = to_supervisor
-                .tell(ChildStarted {
-                    id,
-                    generation,
-                    result,
-                })
-                .try_send();
-        }
-    });
-    child.start_in_caller(report, started).await.map_err(Some)
-}
-
 /// Resizes a pool.
 pub(crate) struct ScalePool(pub(crate) u32);
 
@@ -170,28 +121,24 @@ impl kameo::Actor for SupervisorCell {
             budget,
             queue: VecDeque::new(),
             starting: None,
-            report: args.report,
+            report: Some(args.report),
             exit: None,
             this,
         };
         // A tree starts its children in order, each once the previous finished starting
         // (this is the supervisor's own start-up, bounded by each child's start timeout).
         for (child, restart) in initial {
-            let id = cell.add_slot(child, restart, false);
+            let id = cell.add_slot(child, restart);
             let started = cell.start_slot(id, None).await;
             if let Err(reason) = started {
                 cell.halt_all().await;
                 let reason = format!("`{}` failed to start: {reason}", cell.name_of(id));
-                if let Some(report) = args.started {
-                    report(Err(reason.clone()));
-                }
+                (args.started)(Err(reason.clone()));
                 return Err(reason);
             }
         }
         cell.plan.status.set(ActorState::Running);
-        if let Some(report) = args.started {
-            report(Ok(()));
-        }
+        (args.started)(Ok(()));
         Ok(cell)
     }
 
@@ -224,20 +171,11 @@ impl SupervisorCell {
             .unwrap_or_default()
     }
 
-    fn add_slot(&mut self, child: Arc<dyn Child>, restart: Restart, spawned: bool) -> u64 {
+    fn add_slot(&mut self, child: Arc<dyn Child>, restart: Restart) -> u64 {
         let id = self.plan.ids.fetch_add(1, SeqCst);
-        self.insert_slot(id, child, restart, spawned);
-        id
-    }
-
-    fn insert_slot(&mut self, id: u64, child: Arc<dyn Child>, restart: Restart, spawned: bool) {
-        // At the root each child has its own restart budget; in a tree, restarts count
-        // against the supervisor's, and a child's budget only keeps its back-off.
-        let intensity = if self.plan.independent {
-            self.plan.intensity
-        } else {
-            Intensity::new(u32::MAX, Duration::from_secs(1))
-        };
+        // Restarts count against the supervisor's intensity; a child's own budget only
+        // keeps its back-off sequence.
+        let intensity = Intensity::new(u32::MAX, Duration::from_secs(1));
         let worker = self.plan.worker_maker.as_ref().map(|_| self.free_worker());
         self.slots.push(Slot {
             id,
@@ -248,10 +186,9 @@ impl SupervisorCell {
             budget: RestartBudget::new(intensity, self.plan.backoff),
             token: 0,
             worker,
-            spawned,
-            ever_started: false,
         });
         self.plan.status.children.fetch_add(1, SeqCst);
+        id
     }
 
     /// The lowest pool worker index no slot holds.
@@ -269,9 +206,6 @@ impl SupervisorCell {
         let slot = &mut self.slots[index];
         slot.generation += 1;
         slot.state = SlotState::Starting;
-        // Whatever this start's outcome, the slot's first start (the spawner's, for an
-        // adopted child) is behind it: a failure now goes through the restart policy.
-        slot.ever_started = true;
         let generation = slot.generation;
         let report = exit_report(self.this.clone(), id, generation);
         let supervisor = self.this.clone();
@@ -331,14 +265,7 @@ impl SupervisorCell {
         }
         if let Some(index) = self.index_of(id) {
             match result {
-                Ok(()) => {
-                    self.slots[index].state = SlotState::Running;
-                    self.slots[index].ever_started = true;
-                }
-                Err(_) if self.slots[index].spawned && !self.slots[index].ever_started => {
-                    // `Runtime::spawn` reports `StartFailed` and unregisters the names.
-                    self.remove_slot(index);
-                }
+                Ok(()) => self.slots[index].state = SlotState::Running,
                 Err(reason) => {
                     tracing::warn!(target: "vortex.restart", supervisor = %self.plan.name,
                         child = %self.slots[index].child.name(), %reason, "start failed");
@@ -369,20 +296,13 @@ impl SupervisorCell {
         }
         let now = Instant::now();
         let verdict = self.slots[index].budget.record(now);
-        if !self.plan.independent && self.budget.record(now) == Verdict::Escalate {
+        if self.budget.record(now) == Verdict::Escalate {
             self.escalate(&exit, ctx).await;
             return;
         }
-        match verdict {
-            Verdict::RestartAfter(delay) => self.schedule_restart(index, &exit, delay).await,
-            Verdict::Escalate => {
-                // At the root: this child alone has used up its budget.
-                tracing::error!(target: "vortex.restart", supervisor = %self.plan.name,
-                    child = %self.slots[index].child.name(), reason = ?exit,
-                    "restart intensity exceeded; the child stays failed");
-                self.plan.status.escalations.fetch_add(1, SeqCst);
-                self.end_for_good(index, Exit::Failed("restart intensity exceeded".into()));
-            }
+        // A child's own budget has an unbounded intensity: it only times the back-off.
+        if let Verdict::RestartAfter(delay) = verdict {
+            self.schedule_restart(index, &exit, delay).await;
         }
     }
 
@@ -510,7 +430,7 @@ impl SupervisorCell {
                 .first()
                 .map_or(Restart::Permanent, |slot| slot.restart);
             self.plan.children().push((Arc::clone(&child), restart));
-            let id = self.add_slot(child, restart, false);
+            let id = self.add_slot(child, restart);
             starts.push(self.start_slot(id, None));
         }
         // Bounded by each worker's start timeout; a failure is the pool's restart policy's
@@ -609,21 +529,6 @@ impl Message<RestartDue> for SupervisorCell {
             }
         }
         self.pump();
-    }
-}
-
-impl Message<AdoptChild> for SupervisorCell {
-    type Reply = ();
-
-    async fn handle(&mut self, message: AdoptChild, _: &mut Ctx) {
-        self.plan
-            .children()
-            .push((Arc::clone(&message.child), message.restart));
-        self.insert_slot(message.id, message.child, message.restart, true);
-        let index = self.slots.len() - 1;
-        self.slots[index].generation = 1;
-        // Its spawner starts it and reports only a failure (see `start_adopted`).
-        self.slots[index].state = SlotState::Running;
     }
 }
 

@@ -45,9 +45,10 @@ pub(crate) trait Child: Send + Sync + 'static {
     fn start(&self, report: ExitReport, started: StartReport) -> StartWait;
     /// Like [`Child::start`], but a single actor is built and started in the calling task
     /// (see `cell::start_in_caller`): the caller waits for its own work, not for a cell
-    /// to be scheduled. Used for a first start by `Runtime::spawn`.
-    fn start_in_caller(self: Arc<Self>, report: ExitReport, started: StartReport) -> StartWait {
-        self.start(report, started)
+    /// to be scheduled. Used for a first start by `Runtime::spawn`, whose caller handles a
+    /// failed start itself (the returned future says how it went).
+    fn start_in_caller(self: Arc<Self>, report: ExitReport) -> StartWait {
+        self.start(report, Box::new(|_| {}))
     }
     /// Halts the running incarnation after its current message and waits until it ended,
     /// its `on_stop` included, within the stop timeout; past it, the incarnation is
@@ -114,6 +115,24 @@ impl<A: Actor> ActorChild<A> {
         *lock(&self.current) = Some((cell, halt));
     }
 
+    /// See [`Child::start_in_caller`]; typed and unboxed for `Runtime::spawn`.
+    pub(crate) async fn start_first(&self, report: ExitReport) -> Result<(), String> {
+        let built = cell::start_in_caller(&self.shared, self.worker)
+            .await
+            .map_err(|failure| failure.0)?;
+        let halt = Arc::new(AtomicBool::new(false));
+        let args = CellArgs {
+            shared: Arc::clone(&self.shared),
+            worker: self.worker,
+            halt: Arc::clone(&halt),
+            report,
+            started: Box::new(|_| {}),
+            built: Some(built),
+        };
+        self.spawn_cell(args, halt);
+        Ok(())
+    }
+
     fn current_cell(&self) -> Option<ActorRef<Cell<A>>> {
         lock(&self.current)
             .as_ref()
@@ -154,6 +173,17 @@ impl<A: Actor> ActorChild<A> {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }
+    }
+
+    /// `Stop` to an actor whose type keeps the default `on_control` is answered here: the
+    /// cell would give the same answer from the same shared state (close the mailbox,
+    /// drain it, stop for good), and it sees the stop before its next batch.
+    pub(crate) fn control_now(
+        &self,
+        command: &Control,
+    ) -> Option<Result<ControlReply, ControlError>> {
+        (*command == Control::Stop && crate::actor::keeps_default_on_control::<A>())
+            .then(|| self.shared.default_control(command))
     }
 
     /// Makes the running incarnation fail (its supervisor then applies its policy).
@@ -202,30 +232,8 @@ impl<A: Actor> Child for ActorChild<A> {
         wait
     }
 
-    fn start_in_caller(self: Arc<Self>, report: ExitReport, started: StartReport) -> StartWait {
-        let this = self;
-        Box::pin(async move {
-            match cell::start_in_caller(&this.shared, this.worker).await {
-                Ok(built) => {
-                    started(Ok(()));
-                    let halt = Arc::new(AtomicBool::new(false));
-                    let args = CellArgs {
-                        shared: Arc::clone(&this.shared),
-                        worker: this.worker,
-                        halt: Arc::clone(&halt),
-                        report,
-                        started: Box::new(|_| {}),
-                        built: Some(built),
-                    };
-                    this.spawn_cell(args, halt);
-                    Ok(())
-                }
-                Err(failure) => {
-                    started(Err(failure.0.clone()));
-                    Err(failure.0)
-                }
-            }
-        })
+    fn start_in_caller(self: Arc<Self>, report: ExitReport) -> StartWait {
+        Box::pin(async move { self.start_first(report).await })
     }
 
     fn halt(&self) -> BoxFuture<'static, ()> {

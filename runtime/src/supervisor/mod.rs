@@ -7,11 +7,13 @@
 //!
 //! - `policy`: the pure rules.
 //! - `child`: the type-erased `Child` a supervisor holds.
-//! - `cell`: the supervisor cell (also used for pools and the root).
+//! - `cell`: the supervisor cell (trees and pools).
+//! - `root`: the runtime's root, which is not an actor (its children are independent).
 
 mod cell;
 pub(crate) mod child;
 pub(crate) mod policy;
+mod root;
 
 use crate::sync::lock;
 use std::sync::{
@@ -25,9 +27,10 @@ use vortex_messages::ActorState;
 
 use crate::cell::{ExitReport, StartReport};
 use cell::SupervisorArgs;
-pub(crate) use cell::{start_adopted, HaltAll, ScalePool, SupervisorCell};
+pub(crate) use cell::{HaltAll, ScalePool, SupervisorCell};
 use child::{start_watch, Child, StartWait};
 pub use policy::{Backoff, Intensity, Restart, Strategy};
+pub(crate) use root::Root;
 
 /// A supervisor's children in start order, with their restart policies.
 pub(crate) type ChildList = Arc<Mutex<Vec<(Arc<dyn Child>, Restart)>>>;
@@ -86,11 +89,7 @@ pub(crate) struct SupervisorPlan {
     pub(crate) worker_maker: Option<WorkerMaker>,
     pub(crate) max_workers: u32,
     pub(crate) status: Arc<SupervisorStatus>,
-    /// Each child has its own restart budget (the root): one child's crash loop never
-    /// fails its siblings or the supervisor.
-    pub(crate) independent: bool,
-    /// Child ids, shared by every incarnation of this supervisor and by spawners that
-    /// start children for it (see `start_adopted`).
+    /// Child ids, shared by every incarnation of this supervisor.
     pub(crate) ids: Arc<AtomicU64>,
 }
 
@@ -124,16 +123,7 @@ impl SupervisorChild {
         lock(&self.current).clone().filter(ActorRef::is_alive)
     }
 
-    /// Spawns it as a root (no parent to report to). Must run inside a tokio runtime.
-    pub(crate) fn spawn_root(&self) -> ActorRef<SupervisorCell> {
-        self.spawn(None, None)
-    }
-
-    fn spawn(
-        &self,
-        report: Option<ExitReport>,
-        started: Option<StartReport>,
-    ) -> ActorRef<SupervisorCell> {
+    fn spawn(&self, report: ExitReport, started: StartReport) -> ActorRef<SupervisorCell> {
         self.plan.status.set(ActorState::Starting);
         let cell = SupervisorCell::spawn_with_mailbox(
             SupervisorArgs {
@@ -155,7 +145,7 @@ impl Child for SupervisorChild {
 
     fn start(&self, report: ExitReport, started: StartReport) -> StartWait {
         let (started, wait) = start_watch(started);
-        self.spawn(Some(report), Some(started));
+        self.spawn(report, started);
         wait
     }
 
