@@ -25,10 +25,7 @@
 use std::{
     future::poll_fn,
     panic::AssertUnwindSafe,
-    sync::{
-        atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst},
-        Arc,
-    },
+    sync::{atomic::Ordering::SeqCst, Arc},
     task::Poll,
 };
 
@@ -91,7 +88,6 @@ impl std::fmt::Display for CellFailure {
 pub(crate) struct CellArgs<A: Actor> {
     pub(crate) shared: Arc<Shared<A>>,
     pub(crate) worker: usize,
-    pub(crate) halt: Arc<AtomicBool>,
     pub(crate) report: ExitReport,
     pub(crate) started: StartReport,
     /// An actor its spawner already built and started (see [`start_in_caller`]): the
@@ -154,7 +150,6 @@ pub(crate) struct State<A: Actor> {
     reader: Reader<A::Message>,
     shared: Arc<Shared<A>>,
     worker: usize,
-    halt: Arc<AtomicBool>,
     /// A message popped while parking, handled first by the next batch.
     stash: Option<A::Message>,
     /// kameo's start-up signal was seen: batches may run.
@@ -263,7 +258,6 @@ impl<A: Actor> State<A> {
             reader: shared.mailbox.reader(),
             shared,
             worker: args.worker,
-            halt: args.halt,
             stash: None,
             started: false,
             held: std::collections::VecDeque::new(),
@@ -390,8 +384,14 @@ enum Batch {
 
 impl<A: Actor> State<A> {
     /// Why this incarnation must end now, if it must.
+    /// Whether its supervisor halted this incarnation (see `Dispatch::halt`).
+    #[inline]
+    fn halted(&self) -> bool {
+        self.shared.mailbox.dispatch.is_halted(self.worker)
+    }
+
     fn exit_due(&self) -> Option<Exit> {
-        if self.halt.load(Relaxed) {
+        if self.halted() {
             return Some(Exit::Halted);
         }
         if self.shared.is_stopping() && self.shared.mailbox.is_empty() {
@@ -409,7 +409,7 @@ impl<A: Actor> State<A> {
             return Some(message);
         }
         let paused = self.shared.is_paused() && !self.shared.is_stopping();
-        if std::mem::take(&mut self.ran_dry) || paused || self.halt.load(Relaxed) {
+        if std::mem::take(&mut self.ran_dry) || paused || self.halted() {
             return None;
         }
         self.shared.mailbox.pop(&mut self.reader)
@@ -422,19 +422,19 @@ impl<A: Actor> State<A> {
             shared,
             reader,
             stash,
-            halt,
             worker,
             ..
         } = self;
         let dispatch = &shared.mailbox.dispatch;
+        let halted = || dispatch.is_halted(*worker);
         shared.mailbox.parking(reader);
         poll_fn(|cx| {
-            if stash.is_some() || halt.load(SeqCst) {
+            if stash.is_some() || halted() {
                 return Poll::Ready(());
             }
             if shared.is_paused() && !shared.is_stopping() {
                 dispatch.listen(*worker, cx.waker());
-                return if shared.is_paused() && !halt.load(SeqCst) {
+                return if shared.is_paused() && !halted() {
                     Poll::Pending
                 } else {
                     Poll::Ready(())
@@ -447,7 +447,7 @@ impl<A: Actor> State<A> {
                 *stash = Some(message);
                 return Poll::Ready(());
             }
-            if halt.load(SeqCst)
+            if halted()
                 || (shared.is_stopping() && shared.mailbox.is_empty())
                 || (shared.is_paused() && !shared.is_stopping())
             {
@@ -493,7 +493,7 @@ impl<A: Actor> State<A> {
                             break;
                         }
                     }
-                    if taken < batch && !self.halt.load(Relaxed) {
+                    if taken < batch && !self.halted() {
                         next = self.shared.mailbox.pop(&mut self.reader);
                         self.ran_dry = next.is_none();
                     }

@@ -5,7 +5,6 @@
 use crate::sync::lock;
 use std::{
     any::Any,
-    collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -224,11 +223,11 @@ fn erase<A: Actor>(shared: &Arc<Shared<A>>) -> Arc<dyn Any + Send + Sync> {
 /// Name → target, for one runtime.
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<BTreeMap<Arc<str>, Arc<dyn Target>>>,
+    entries: Mutex<NameMap<Arc<str>, Arc<dyn Target>>>,
 }
 
 impl Registry {
-    fn entries(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<dyn Target>>> {
+    fn entries(&self) -> MutexGuard<'_, NameMap<Arc<str>, Arc<dyn Target>>> {
         lock(&self.entries)
     }
 
@@ -243,24 +242,27 @@ impl Registry {
             .map(|(name, target)| (Arc::clone(name), Arc::clone(target)))
     }
 
+    /// Every entry, sorted by name.
     pub(crate) fn all(&self) -> Vec<(Arc<str>, Arc<dyn Target>)> {
-        self.entries()
+        let mut all: Vec<_> = self
+            .entries()
             .iter()
             .map(|(name, target)| (Arc::clone(name), Arc::clone(target)))
-            .collect()
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Registers every name of a reservation, or none (a name taken meanwhile).
     pub(crate) fn commit(&self, reservation: &Reservation<'_>) -> Result<(), RuntimeError> {
         let mut entries = self.entries();
         if let Some((name, _)) = reservation
-            .entries
-            .iter()
+            .entries()
             .find(|(name, _)| entries.contains_key(name))
         {
             return Err(RuntimeError::DuplicateName(name.to_string()));
         }
-        for (name, target) in &reservation.entries {
+        for (name, target) in reservation.entries() {
             entries.insert(Arc::clone(name), Arc::clone(target));
         }
         Ok(())
@@ -269,7 +271,7 @@ impl Registry {
     /// Unregisters every name of a committed reservation (its start failed).
     pub(crate) fn remove_all(&self, reservation: &Reservation<'_>) {
         let mut entries = self.entries();
-        for (name, _) in &reservation.entries {
+        for (name, _) in reservation.entries() {
             entries.remove(name);
         }
     }
@@ -283,46 +285,66 @@ impl Registry {
     }
 }
 
+/// A reserved name and what it will name.
+type Entry = (Arc<str>, Arc<dyn Target>);
+
 /// Names collected while a spec is instantiated, registered together at the end.
 pub(crate) struct Reservation<'a> {
     registry: &'a Registry,
-    /// In spec order (a tree has a handful of names: a scan beats a set).
-    entries: Vec<(Arc<str>, Arc<dyn Target>)>,
+    /// In spec order (a tree has a handful of names: a scan beats a set); the first
+    /// inline, so spawning a single actor allocates nothing here.
+    first: Option<Entry>,
+    more: Vec<Entry>,
 }
 
 impl<'a> Reservation<'a> {
     pub(crate) fn new(registry: &'a Registry) -> Self {
         Reservation {
             registry,
-            entries: Vec::new(),
+            first: None,
+            more: Vec::new(),
         }
     }
 
     /// Validates a name and checks it is free (in the runtime and in this spec).
     pub(crate) fn check(&self, name: &str) -> Result<(), RuntimeError> {
         validate_name(name)?;
-        if self.entries.iter().any(|(seen, _)| **seen == *name) || self.registry.contains(name) {
+        if self.entries().any(|(seen, _)| **seen == *name) || self.registry.contains(name) {
             return Err(RuntimeError::DuplicateName(name.to_owned()));
         }
         Ok(())
     }
 
+    /// Checks `name` (see [`Reservation::check`]) and reserves it for `target`.
     pub(crate) fn add(
         &mut self,
         name: Arc<str>,
         target: Arc<dyn Target>,
     ) -> Result<(), RuntimeError> {
         self.check(&name)?;
-        self.entries.push((name, target));
+        self.add_checked(name, target);
         Ok(())
+    }
+
+    /// Reserves a name that [`Reservation::check`] accepted, with nothing reserved since
+    /// (a leaf: an actor or a pool, which reserve no other name in between).
+    pub(crate) fn add_checked(&mut self, name: Arc<str>, target: Arc<dyn Target>) {
+        match self.first {
+            None => self.first = Some((name, target)),
+            Some(_) => self.more.push((name, target)),
+        }
     }
 
     /// The first name (the spec's own), for error messages.
     pub(crate) fn first_name(&self) -> String {
-        self.entries
-            .first()
+        self.entries()
+            .next()
             .map(|(name, _)| name.to_string())
             .unwrap_or_default()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.first.iter().chain(self.more.iter())
     }
 }
 
@@ -339,3 +361,34 @@ pub(crate) fn validate_name(name: &str) -> Result<(), RuntimeError> {
         Err(RuntimeError::InvalidName(name.to_owned()))
     }
 }
+
+/// FNV-1a, for maps keyed by actor names. Names are validated program identifiers (at
+/// most 128 bytes, see [`validate_name`]), not keys an attacker picks, so a
+/// flooding-resistant hash buys nothing here, while SipHash was a visible share of every
+/// spawn and stop (each touches the registry several times).
+#[derive(Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // hashbrown takes its control bits from the top of the hash: fold the better
+        // mixed low bits up there too.
+        self.0 ^ (self.0 << 57)
+    }
+}
+
+/// A `HashMap` keyed by names, hashed with [`NameHasher`].
+pub(crate) type NameMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<NameHasher>>;

@@ -8,7 +8,6 @@
 //! [`RuntimeObserver::control_counts`]: crate::RuntimeObserver::control_counts
 
 use std::{
-    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
@@ -18,7 +17,7 @@ use std::{
 
 use vortex_messages::StatusReport;
 
-use crate::sync::lock;
+use crate::{registry::NameMap, sync::lock};
 
 /// Upper bounds of the handler-time buckets, in nanoseconds: 10 µs to 10 s (the same
 /// bounds as the telemetry crate's latency histograms, so buckets map one to one). A
@@ -123,7 +122,7 @@ pub struct ControlCount {
 pub(crate) struct ControlCounts {
     /// A hash map: every `Stop` of a short-lived actor lands here, so a lookup must not
     /// cost a walk of string comparisons.
-    counts: Mutex<HashMap<Arc<str>, ActorCounts>>,
+    counts: Mutex<NameMap<Arc<str>, ActorCounts>>,
 }
 
 /// (command, succeeded, count) for one actor.

@@ -275,6 +275,11 @@ impl<A: Actor> Shared<A> {
     /// Moves every queued message of a closed mailbox to the dead-letter sink as
     /// `Undelivered`; returns how many.
     pub(crate) fn collect_undelivered(&self) -> usize {
+        if self.mailbox.is_empty() {
+            // Nothing queued and (closed) nothing can be: only the ring to give back.
+            self.mailbox.release_ring();
+            return 0;
+        }
         let mut reader = self.mailbox.reader();
         let left = self.mailbox.take_all(&mut reader);
         let count = left.len();

@@ -19,16 +19,6 @@ use crate::{
     },
 };
 
-/// Removes `name` from `registry` (once its actor or pool stopped for good).
-fn forget_name(registry: &Arc<Registry>, name: &Arc<str>) -> OnForget {
-    let (registry, name) = (Arc::downgrade(registry), Arc::clone(name));
-    Box::new(move || {
-        if let Some(registry) = registry.upgrade() {
-            registry.remove(&name);
-        }
-    })
-}
-
 /// What instantiating a spec needs from its runtime.
 pub(crate) struct SpawnEnv {
     pub(crate) config: RuntimeConfig,
@@ -270,9 +260,9 @@ impl<A: Actor> ActorSpec<A> {
     ) -> Result<(Arc<ActorChild<A>>, Restart), crate::RuntimeError> {
         reservation.check(self.name())?;
         let (shared, restart) = self.build_shared(rt, ActorKind::Actor, Dispatch::single());
-        let on_forget = forget_name(&rt.registry, &shared.name);
+        let on_forget = OnForget::new(&rt.registry, &shared.name);
         let child = Arc::new(ActorChild::registered(shared, on_forget));
-        reservation.add(Arc::clone(&child.shared.name), child.clone())?;
+        reservation.add_checked(Arc::clone(&child.shared.name), child.clone());
         Ok((child, restart))
     }
 }
@@ -329,13 +319,13 @@ impl<A: Actor> Instantiate for PoolSpec<A> {
         };
         let supervisor = Arc::new(SupervisorChild::registered(
             plan,
-            forget_name(&rt.registry, &shared.name),
+            OnForget::new(&rt.registry, &shared.name),
         ));
         let target = Arc::new(PoolTarget {
             shared,
             supervisor: Arc::clone(&supervisor),
         });
-        reservation.add(Arc::clone(&target.shared.name), target)?;
+        reservation.add_checked(Arc::clone(&target.shared.name), target);
         Ok((supervisor, Restart::Permanent))
     }
 }

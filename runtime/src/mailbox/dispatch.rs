@@ -24,7 +24,7 @@
 //! wake-up it may have swallowed on to a sibling ([`Dispatch::detach`]).
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst},
     task::Waker,
 };
 
@@ -32,8 +32,60 @@ use futures::task::AtomicWaker;
 
 /// The wake-up state of one mailbox: a waker slot per consumer and the idle bitmap.
 pub(crate) struct Dispatch {
-    slots: Box<[AtomicWaker]>,
-    idle: Box<[AtomicU64]>,
+    slots: FirstInline<Slot>,
+    idle: FirstInline<AtomicU64>,
+}
+
+/// One consumer's slot: its waker, and whether its supervisor halted the incarnation that
+/// runs there (cleared before the next incarnation of that consumer starts).
+#[derive(Default)]
+struct Slot {
+    waker: AtomicWaker,
+    halted: AtomicBool,
+}
+
+/// One entry per consumer (or per 64 consumers): the first inline, the others (pools
+/// only) in one boxed slice, so a single actor's dispatch allocates nothing.
+struct FirstInline<T> {
+    first: T,
+    rest: Box<[T]>,
+}
+
+impl<T> FirstInline<T> {
+    fn new(len: usize, make: impl Fn() -> T) -> Self {
+        FirstInline {
+            first: make(),
+            rest: (1..len.max(1)).map(|_| make()).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    #[inline]
+    fn get(&self, index: usize) -> Option<&T> {
+        match index {
+            0 => Some(&self.first),
+            _ => self.rest.get(index - 1),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        std::iter::once(&self.first).chain(self.rest.iter())
+    }
+}
+
+impl<T> std::ops::Index<usize> for FirstInline<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, index: usize) -> &T {
+        match index {
+            0 => &self.first,
+            _ => &self.rest[index - 1],
+        }
+    }
 }
 
 impl Dispatch {
@@ -46,10 +98,8 @@ impl Dispatch {
     pub(crate) fn pool(max_workers: usize) -> Self {
         let max_workers = max_workers.max(1);
         Dispatch {
-            slots: (0..max_workers).map(|_| AtomicWaker::new()).collect(),
-            idle: (0..max_workers.div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            slots: FirstInline::new(max_workers, Slot::default),
+            idle: FirstInline::new(max_workers.div_ceil(64), || AtomicU64::new(0)),
         }
     }
 
@@ -61,18 +111,29 @@ impl Dispatch {
     /// After a push: wakes one parked consumer, if any. Returns whether it woke one.
     #[inline]
     pub(crate) fn notify(&self) -> bool {
-        for (word_index, word) in self.idle.iter().enumerate() {
-            let mut bits = word.load(SeqCst);
-            while bits != 0 {
-                let bit = bits & bits.wrapping_neg();
-                let before = word.fetch_and(!bit, SeqCst);
-                if before & bit != 0 {
-                    let index = word_index * 64 + bit.trailing_zeros() as usize;
-                    self.slots[index].wake();
-                    return true;
-                }
-                bits = before & !bit;
+        if self.wake_one_of(0, &self.idle.first) {
+            return true;
+        }
+        self.idle
+            .rest
+            .iter()
+            .enumerate()
+            .any(|(word_index, word)| self.wake_one_of(word_index + 1, word))
+    }
+
+    /// Clears one idle bit of `word` (idle word `word_index`) and wakes that consumer.
+    #[inline]
+    fn wake_one_of(&self, word_index: usize, word: &AtomicU64) -> bool {
+        let mut bits = word.load(SeqCst);
+        while bits != 0 {
+            let bit = bits & bits.wrapping_neg();
+            let before = word.fetch_and(!bit, SeqCst);
+            if before & bit != 0 {
+                let index = word_index * 64 + bit.trailing_zeros() as usize;
+                self.slots[index].waker.wake();
+                return true;
             }
+            bits = before & !bit;
         }
         false
     }
@@ -82,7 +143,7 @@ impl Dispatch {
     /// [`Dispatch::busy`] if it found some.
     #[inline]
     pub(crate) fn park(&self, index: usize, waker: &Waker) {
-        self.slots[index].register(waker);
+        self.slots[index].waker.register(waker);
         let (word, bit) = locate(index);
         self.idle[word].fetch_or(bit, SeqCst);
     }
@@ -90,7 +151,7 @@ impl Dispatch {
     /// Registers consumer `index`'s waker without marking it idle: it wants to hear about
     /// `Resume`, `Stop` and halts, not about new messages (a paused consumer).
     pub(crate) fn listen(&self, index: usize, waker: &Waker) {
-        self.slots[index].register(waker);
+        self.slots[index].waker.register(waker);
     }
 
     /// Consumer `index` found work: producers need not wake it any more.
@@ -109,17 +170,32 @@ impl Dispatch {
         self.idle[word].load(SeqCst) & bit != 0
     }
 
-    /// Wakes consumer `index` whatever its state (halt, `Resume`, `Stop`).
-    pub(crate) fn wake(&self, index: usize) {
-        if let Some(slot) = self.slots.get(index) {
-            slot.wake();
-        }
-    }
-
     /// Wakes every consumer (after `Resume`, `Stop` or shutdown).
     pub(crate) fn wake_all(&self) {
         for slot in self.slots.iter() {
-            slot.wake();
+            slot.waker.wake();
+        }
+    }
+
+    /// Halts the incarnation running as consumer `index` (it finishes its current message)
+    /// and wakes it.
+    pub(crate) fn halt(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.halted.store(true, SeqCst);
+            slot.waker.wake();
+        }
+    }
+
+    /// Whether the incarnation running as consumer `index` was halted.
+    #[inline]
+    pub(crate) fn is_halted(&self, index: usize) -> bool {
+        self.slots[index].halted.load(SeqCst)
+    }
+
+    /// A new incarnation is about to run as consumer `index` (its predecessor has ended).
+    pub(crate) fn clear_halt(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.halted.store(false, SeqCst);
         }
     }
 

@@ -219,11 +219,16 @@ impl<M: Send> Mailbox<M> {
                 None => std::thread::yield_now(),
             }
         }
+        self.release_ring();
+        taken
+    }
+
+    /// Gives the ring's memory back once the mailbox is closed and emptied (nothing can
+    /// be queued here again); does nothing while it is open.
+    pub(crate) fn release_ring(&self) {
         if self.is_closed() {
-            // Nothing can be queued here again: give the ring's memory back.
             self.ring.release();
         }
-        taken
     }
 }
 

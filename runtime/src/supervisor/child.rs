@@ -2,10 +2,7 @@
 //! one incarnation at a time.
 
 use crate::sync::lock;
-use std::sync::{
-    atomic::{AtomicBool, Ordering::SeqCst},
-    Arc, Mutex,
-};
+use std::sync::{atomic::Ordering::SeqCst, Arc, Mutex, Weak};
 
 use futures::future::BoxFuture;
 use kameo::actor::{ActorRef, Spawn};
@@ -14,6 +11,7 @@ use vortex_messages::{ActorState, Control, ControlError, ControlReply, StatusRep
 use crate::{
     actor::Actor,
     cell::{self, Cell, CellArgs, ControlCommand, ExitReport, InjectFailure, StartReport},
+    registry::Registry,
     shared::Shared,
 };
 
@@ -75,17 +73,34 @@ pub(crate) trait Child: Send + Sync + 'static {
 /// How long a control command waits for an incarnation that is being replaced.
 const REPLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The running incarnation: its kameo cell and its halt flag.
-type Incarnation<A> = (ActorRef<Cell<A>>, Arc<AtomicBool>);
+/// Releases a registered name once its actor or pool stopped for good and its supervisor
+/// forgot it.
+pub(crate) struct OnForget {
+    registry: Weak<Registry>,
+    name: Arc<str>,
+}
 
-/// Runs once a child stopped for good and its supervisor forgot it (releases its name).
-pub(crate) type OnForget = Box<dyn Fn() + Send + Sync>;
+impl OnForget {
+    pub(crate) fn new(registry: &Arc<Registry>, name: &Arc<str>) -> Self {
+        OnForget {
+            registry: Arc::downgrade(registry),
+            name: Arc::clone(name),
+        }
+    }
+
+    pub(crate) fn run(&self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(&self.name);
+        }
+    }
+}
 
 /// One worker slot of an actor: the single cell of an actor, or worker `i` of a pool.
 pub(crate) struct ActorChild<A: Actor> {
     pub(crate) shared: Arc<Shared<A>>,
     worker: usize,
-    current: Mutex<Option<Incarnation<A>>>,
+    /// The running incarnation's kameo cell.
+    current: Mutex<Option<ActorRef<Cell<A>>>>,
     /// Set for single actors: removes the name once it stopped for good.
     on_forget: Option<OnForget>,
 }
@@ -110,9 +125,14 @@ impl<A: Actor> ActorChild<A> {
 
     /// Spawns the kameo cell of a new incarnation. Its batch loop looks at the mailbox
     /// before it parks: messages queued while no cell ran are handled without a wake-up.
-    fn spawn_cell(&self, args: CellArgs<A>, halt: Arc<AtomicBool>) {
-        let cell = Cell::<A>::spawn_with_mailbox(args, kameo::mailbox::unbounded());
-        *lock(&self.current) = Some((cell, halt));
+    fn spawn_cell(&self, args: CellArgs<A>) {
+        let mut current = lock(&self.current);
+        // Its predecessor on this worker has ended: a halt was meant for that one.
+        self.shared.mailbox.dispatch.clear_halt(self.worker);
+        *current = Some(Cell::<A>::spawn_with_mailbox(
+            args,
+            kameo::mailbox::unbounded(),
+        ));
     }
 
     /// See [`Child::start_in_caller`]; typed and unboxed for `Runtime::spawn`.
@@ -120,24 +140,22 @@ impl<A: Actor> ActorChild<A> {
         let built = cell::start_in_caller(&self.shared, self.worker)
             .await
             .map_err(|failure| failure.0)?;
-        let halt = Arc::new(AtomicBool::new(false));
         let args = CellArgs {
             shared: Arc::clone(&self.shared),
             worker: self.worker,
-            halt: Arc::clone(&halt),
             report,
             started: Box::new(|_| {}),
             built: Some(built),
         };
-        self.spawn_cell(args, halt);
+        self.spawn_cell(args);
         Ok(())
     }
 
     fn current_cell(&self) -> Option<ActorRef<Cell<A>>> {
         lock(&self.current)
             .as_ref()
-            .filter(|(cell, _)| cell.is_alive())
-            .map(|(cell, _)| cell.clone())
+            .filter(|cell| cell.is_alive())
+            .cloned()
     }
 
     /// Sends a command through the cell's control lane (so `on_control` sees it), or
@@ -218,17 +236,15 @@ impl<A: Actor> Child for ActorChild<A> {
     }
 
     fn start(&self, report: ExitReport, started: StartReport) -> StartWait {
-        let halt = Arc::new(AtomicBool::new(false));
         let (started, wait) = start_watch(started);
         let args = CellArgs {
             shared: Arc::clone(&self.shared),
             worker: self.worker,
-            halt: Arc::clone(&halt),
             report,
             started,
             built: None,
         };
-        self.spawn_cell(args, halt);
+        self.spawn_cell(args);
         wait
     }
 
@@ -240,9 +256,8 @@ impl<A: Actor> Child for ActorChild<A> {
         let current = lock(&self.current).take();
         let (shared, worker) = (Arc::clone(&self.shared), self.worker);
         Box::pin(async move {
-            if let Some((cell, halt)) = current {
-                halt.store(true, SeqCst);
-                shared.mailbox.dispatch.wake(worker);
+            if let Some(cell) = current {
+                shared.mailbox.dispatch.halt(worker);
                 // Until its `on_stop` finished (it detaches from the mailbox there), within
                 // the stop timeout: a handler or hook that never returns is aborted.
                 let stopped = tokio::time::timeout(
@@ -303,7 +318,7 @@ impl<A: Actor> Child for ActorChild<A> {
 
     fn forget(&self) {
         if let Some(on_forget) = &self.on_forget {
-            on_forget();
+            on_forget.run();
         }
     }
 }

@@ -190,7 +190,7 @@ impl Child for SupervisorChild {
 
     fn forget(&self) {
         if let Some(on_forget) = &self.on_forget {
-            on_forget();
+            on_forget.run();
         }
     }
 }
