@@ -107,3 +107,45 @@ async fn a_paused_pool_holds_and_resumes() {
     support::wait_until("drained", Duration::from_secs(10), || pool.handled() == 100).await;
     rt.shutdown().await;
 }
+
+/// Workers take the indices of the workers that were scaled away (and their dispatch
+/// slots, halt flag included): a worker started on a slot whose last worker was halted
+/// must run, not stop at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_scaled_back_up_on_halted_slots_do_work() {
+    let rt = Runtime::builder().build().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let pool = rt
+        .spawn_pool("cycled", 3, move || Collector(s.clone()))
+        .await
+        .unwrap();
+    let scale = |n| rt.control("cycled", Control::Scale { n });
+    for round in 0..3u64 {
+        assert_eq!(
+            scale(1).await.unwrap(),
+            ControlReply::Scaled { from: 3, to: 1 }
+        );
+        assert_eq!(
+            scale(3).await.unwrap(),
+            ControlReply::Scaled { from: 1, to: 3 }
+        );
+        // Pause so that work queues, then resume: every worker is woken and must drain.
+        rt.control("cycled", Control::Pause).await.unwrap();
+        for id in 0..300 {
+            pool.tell(round * 1000 + id).await.unwrap();
+        }
+        rt.control("cycled", Control::Resume).await.unwrap();
+        support::wait_until("drained", Duration::from_secs(10), || {
+            pool.handled() == (round + 1) * 300
+        })
+        .await;
+        let ControlReply::Status(status) = rt.control("cycled", Control::Status).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((status.state, status.workers), (ActorState::Running, 3));
+    }
+    assert_eq!(seen.lock().unwrap().len(), 900);
+    rt.shutdown().await;
+}

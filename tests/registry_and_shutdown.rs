@@ -157,3 +157,36 @@ fn a_runtime_without_tokio_creates_its_own() {
     let report = rt.block_on(rt.shutdown());
     assert!(report.total_undelivered() <= 1);
 }
+
+/// The root keeps its top-level children in a table that a stop empties again: thousands
+/// of spawn + stop cycles leave nothing listed, every name reusable, and a runtime that
+/// still spawns and shuts down cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_and_stop_churn_leaves_nothing_behind() {
+    let rt = Runtime::builder().build().unwrap();
+    for round in 0..2_000 {
+        let name = format!("churn-{}", round % 7);
+        let addr = rt.spawn(name.clone(), || Quiet).await.unwrap();
+        addr.tell(round).await.unwrap();
+        assert_eq!(
+            rt.control(&name, Control::Stop).await,
+            Ok(ControlReply::Stopping)
+        );
+        let wait = tokio::time::timeout(Duration::from_secs(10), async {
+            while rt.status(&name).is_ok() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(wait.await.is_ok(), "`{name}` was not released");
+        assert_eq!(addr.handled(), 1);
+    }
+    assert!(rt.actors().is_empty(), "{:?}", rt.actors());
+    let last = rt.spawn("last", || Quiet).await.unwrap();
+    last.tell(1).await.unwrap();
+    let report = rt.shutdown().await;
+    assert!(report.total_undelivered() <= 1);
+    assert_eq!(
+        rt.dead_letters().count() as usize,
+        report.total_undelivered()
+    );
+}
