@@ -13,8 +13,9 @@
 //! - `cell`: the kameo actor hosting one incarnation; it runs its own batch loop from
 //!   `kameo::Actor::next`, control commands first, then one batch at a time.
 //! - `deadline`: ask deadlines on a hashed timing wheel (no timer entry per ask).
-//! - [`supervisor`]: strategies, restart policies, intensity, back-off; the supervisor cell,
-//!   which never waits for a child's start in a handler.
+//! - [`supervisor`]: strategies, restart policies, intensity, back-off; the supervisor cell
+//!   (trees and pools), which never waits for a child's start in a handler; the root, a
+//!   table of independent top-level children rather than an actor.
 //! - [`spec`]: declarative [`ActorSpec`], [`PoolSpec`], [`SupervisorSpec`].
 //! - `registry`: per-runtime name → control handle.
 //! - [`runtime`]: [`Runtime`], its builder, `control` by name, `shutdown`; `config`:
