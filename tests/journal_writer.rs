@@ -57,6 +57,32 @@ fn concurrent_appenders_get_unique_contiguous_seqs() {
     }
 }
 
+/// An acknowledged record is readable: `last_seq` is never behind an acknowledgement,
+/// also for records that need no sync (acknowledged as soon as they are written). Many
+/// appenders at once, so the writer groups their records into one write.
+#[test]
+fn an_acknowledged_record_is_visible_to_readers() {
+    let (journal, _) = open_memory(&MemoryFileSystem::new(), small_config(64 * 1024));
+    let writer = JournalWriter::spawn(journal).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4u8 {
+            let writer = &writer;
+            scope.spawn(move || {
+                for index in 0..500u16 {
+                    let seq = writer
+                        .append(1, vec![thread, index as u8], Durability::None)
+                        .wait()
+                        .unwrap();
+                    let visible = writer.reader().last_seq();
+                    assert!(visible >= seq, "acknowledged {seq}, readers see {visible}");
+                }
+            });
+        }
+    });
+    assert_eq!(writer.reader().last_seq(), 2000);
+    writer.shutdown().unwrap();
+}
+
 #[test]
 fn typed_appends_and_callbacks_are_acknowledged() {
     let fs = MemoryFileSystem::new();

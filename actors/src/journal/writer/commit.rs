@@ -59,6 +59,9 @@ pub(super) struct WriterLoop {
     receiver: Receiver<Request>,
     max_batch_records: usize,
     waiting: Vec<Waiting>,
+    /// Written records that need no sync, acknowledged once the write that holds them is
+    /// published: whoever is told a sequence number can read it (`Journal::last_seq`).
+    written: Vec<(Range<u64>, Acknowledger)>,
     waiting_bytes: usize,
     sync_by: Option<Instant>,
     sync_at_bytes: usize,
@@ -77,6 +80,7 @@ impl WriterLoop {
             receiver,
             max_batch_records,
             waiting: Vec::new(),
+            written: Vec::new(),
             waiting_bytes: 0,
             sync_by: None,
             sync_at_bytes: usize::MAX,
@@ -178,6 +182,9 @@ impl WriterLoop {
                 .map_or(last, |waiting| waiting.seqs.start - 1);
             self.journal.publish(visible);
         }
+        for (seqs, acknowledger) in self.written.drain(..) {
+            acknowledger.send(Ok(seqs));
+        }
     }
 
     /// Writes one group (single records, or one atomic batch) and routes its
@@ -246,7 +253,7 @@ impl WriterLoop {
             }
         }
         if !needs_sync {
-            acknowledger.send(Ok(seqs));
+            self.written.push((seqs, acknowledger));
             return;
         }
         self.waiting_bytes += records
