@@ -25,7 +25,7 @@
 use std::{
     future::poll_fn,
     panic::AssertUnwindSafe,
-    sync::{atomic::Ordering::SeqCst, Arc},
+    sync::{atomic::Ordering::SeqCst, Arc, Weak},
     task::Poll,
 };
 
@@ -61,9 +61,35 @@ pub(crate) enum Exit {
     Failed(String),
 }
 
-/// Where a cell reports its exit, once, after its `on_stop` hook finished. Not called when
+/// Where a cell reports its exit, once, after its `on_stop` hook finished. Not sent when
 /// its start-up failed (that goes to the [`StartReport`]).
-pub(crate) type ExitReport = Box<dyn FnOnce(Exit) + Send>;
+pub(crate) enum ExitReport {
+    /// A function of its own (a supervisor cell's: it sends a message).
+    Call(Box<dyn FnOnce(Exit) + Send>),
+    /// A receiver many children share, told which child this is (`key`, `generation`):
+    /// nothing allocated per incarnation (the runtime's root).
+    Keyed(Weak<dyn ExitSink>, usize, u64),
+}
+
+/// A receiver of [`ExitReport::Keyed`] reports.
+pub(crate) trait ExitSink: Send + Sync {
+    /// Incarnation `generation` of child `key` ended with `exit`.
+    fn exited(&self, key: usize, generation: u64, exit: Exit);
+}
+
+impl ExitReport {
+    /// Delivers the report (a receiver that is gone is not told).
+    pub(crate) fn send(self, exit: Exit) {
+        match self {
+            ExitReport::Call(report) => report(exit),
+            ExitReport::Keyed(sink, key, generation) => {
+                if let Some(sink) = sink.upgrade() {
+                    sink.exited(key, generation, exit);
+                }
+            }
+        }
+    }
+}
 
 /// Where a cell reports how its start-up went (factory, `restore`, `on_start` within the
 /// start timeout), once.
@@ -367,7 +393,7 @@ impl<A: Actor> State<A> {
                 .await;
         }
         if let Some(report) = self.report.take() {
-            report(exit);
+            report.send(exit);
         }
     }
 }

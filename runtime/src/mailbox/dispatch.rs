@@ -53,9 +53,13 @@ struct FirstInline<T> {
 
 impl<T> FirstInline<T> {
     fn new(len: usize, make: impl Fn() -> T) -> Self {
+        let rest: Box<[T]> = match len {
+            0 | 1 => Box::new([]),
+            _ => (1..len).map(|_| make()).collect(),
+        };
         FirstInline {
             first: make(),
-            rest: (1..len.max(1)).map(|_| make()).collect(),
+            rest,
         }
     }
 

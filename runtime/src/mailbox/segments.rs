@@ -1,9 +1,9 @@
 //! A mailbox ring that allocates only what it holds: a chain of fixed-size segments, each
 //! one of the backend rings (mesocarp's or crossbeam's), grown and shrunk on demand.
 //!
-//! A mailbox starts with an empty segment that has no ring at all (an actor that is never
-//! sent a message allocates none), and its first push links a small one ([`INITIAL_SLOTS`],
-//! or the capacity if that is smaller). When a push finds the current segment (the *tail*)
+//! A mailbox starts with no segment at all (an actor that is never sent a message
+//! allocates no ring), and its first push links a small one ([`INITIAL_SLOTS`], or the
+//! capacity if that is smaller). When a push finds the current segment (the *tail*)
 //! full, a successor of twice its size (at most the mailbox capacity) is linked behind it
 //! and becomes the tail; the full one is *sealed*. A consumer drains a sealed segment, then moves on to its
 //! successor, and the drained segment is freed once nobody refers to it. When a consumer
@@ -30,7 +30,7 @@ use std::sync::{
     Arc, Mutex, OnceLock,
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 
 use super::ring;
 pub(crate) use super::ring::Rejected;
@@ -59,10 +59,9 @@ const FLUSH_EVERY: usize = 32;
 /// reports "nothing now" (the producer in flight wakes it when its push lands).
 const SEALED_SPINS: usize = 64;
 
-/// One fixed-size ring of the chain (no ring when it has no slots: the start of a
-/// mailbox, and the end of one that was given back).
+/// One fixed-size ring of the chain.
 struct Segment<M> {
-    ring: Option<ring::Ring<M>>,
+    ring: ring::Ring<M>,
     slots: usize,
     /// `SEALED` | slots claimed (queued + pushes in flight).
     claims: AtomicUsize,
@@ -73,7 +72,7 @@ struct Segment<M> {
 impl<M: Send> Segment<M> {
     fn new(slots: usize) -> Arc<Self> {
         Arc::new(Segment {
-            ring: (slots > 0).then(|| ring::Ring::with_capacity(slots)),
+            ring: ring::Ring::with_capacity(slots),
             slots,
             claims: AtomicUsize::new(0),
             next: OnceLock::new(),
@@ -83,12 +82,13 @@ impl<M: Send> Segment<M> {
 
 /// The chain of segments of one mailbox.
 pub(crate) struct Segments<M> {
-    /// Where producers push.
-    tail: ArcSwap<Segment<M>>,
+    /// Where producers push: none before the first message (and after the ring was given
+    /// back).
+    tail: ArcSwapOption<Segment<M>>,
     /// The oldest segment a new consumer may still need (older ones are drained). A lock,
     /// not an `ArcSwap`: it is touched only when a consumer starts or changes segment, and
     /// an `ArcSwap` costs a walk over every thread's debt list when it is dropped.
-    head: Mutex<Arc<Segment<M>>>,
+    head: Mutex<Option<Arc<Segment<M>>>>,
     /// Serialises linking a successor (a cold path: once per growth or shrink).
     link: Mutex<()>,
     /// The largest segment: the mailbox capacity.
@@ -101,10 +101,9 @@ impl<M: Send> Segments<M> {
     pub(crate) fn new(capacity: usize) -> Self {
         let max_slots = capacity.max(1);
         let initial_slots = INITIAL_SLOTS.min(max_slots);
-        let first = Segment::new(0);
         Segments {
-            tail: ArcSwap::new(Arc::clone(&first)),
-            head: Mutex::new(first),
+            tail: ArcSwapOption::empty(),
+            head: Mutex::new(None),
             link: Mutex::new(()),
             max_slots,
             initial_slots,
@@ -114,13 +113,16 @@ impl<M: Send> Segments<M> {
     /// Pushes a message into a slot the caller reserved in the mailbox.
     pub(crate) fn push(&self, message: M) -> Result<(), Rejected> {
         loop {
-            let tail = self.tail.load();
+            let guard = self.tail.load();
+            let Some(tail) = guard.as_ref() else {
+                self.link_first();
+                continue;
+            };
             let claimed = tail.claims.fetch_add(1, SeqCst);
             // A segment as large as the capacity cannot be full: the mailbox's reservation
             // bounds what is queued (its claim count may read high, see `FLUSH_EVERY`).
             if claimed & SEALED == 0 && (claimed < tail.slots || tail.slots >= self.max_slots) {
-                // `max_slots` is at least 1: a segment without a ring never gets here.
-                return tail.ring.as_ref().ok_or(Rejected)?.push(message);
+                return tail.ring.push(message);
             }
             tail.claims.fetch_sub(1, SeqCst);
             if claimed & SEALED == 0 {
@@ -128,33 +130,45 @@ impl<M: Send> Segments<M> {
                     // Only possible if a caller pushed without a reservation.
                     return Err(Rejected);
                 }
-                let slots = (tail.slots * 2).max(self.initial_slots);
-                self.link_after(&tail, slots.min(self.max_slots));
+                self.link_after(tail, (tail.slots * 2).min(self.max_slots));
             }
             // Sealed (or just extended): the successor is the tail now; look again.
         }
+    }
+
+    /// The first push: links the first segment (head first, so a consumer that finds
+    /// the message also finds its segment).
+    fn link_first(&self) {
+        let _linking = lock(&self.link);
+        if self.tail.load().is_some() {
+            return; // Somebody else linked it meanwhile.
+        }
+        let first = Segment::new(self.initial_slots);
+        *lock(&self.head) = Some(Arc::clone(&first));
+        self.tail.store(Some(first));
     }
 
     /// Links a successor of `slots` slots behind `segment` if it is still the tail, makes
     /// it the tail, then seals `segment`.
     fn link_after(&self, segment: &Arc<Segment<M>>, slots: usize) {
         let _linking = lock(&self.link);
-        if !Arc::ptr_eq(&self.tail.load(), segment) {
+        let still_tail = (self.tail.load().as_ref()).is_some_and(|tail| Arc::ptr_eq(tail, segment));
+        if !still_tail {
             return; // Somebody else linked one meanwhile.
         }
         let next = Segment::new(slots);
         if segment.next.set(Arc::clone(&next)).is_err() {
             return; // Unreachable: only the tail gets a successor, under `link`.
         }
-        self.tail.store(next);
+        self.tail.store(Some(next));
         segment.claims.fetch_or(SEALED, SeqCst);
     }
 
     /// A consumer handle, starting at the oldest segment that may hold messages.
     pub(crate) fn reader(&self) -> Reader<M> {
-        let segment = Arc::clone(&lock(&self.head));
+        let segment = lock(&self.head).clone();
         Reader {
-            ring: segment.ring.as_ref().map(ring::Ring::reader),
+            ring: segment.as_ref().map(|segment| segment.ring.reader()),
             segment,
             unflushed: 0,
             peak: 0,
@@ -168,12 +182,19 @@ impl<M: Send> Segments<M> {
     /// deepest of those stretches needed (see the module docs).
     pub(crate) fn parking(&self, reader: &mut Reader<M>) {
         let peak = std::mem::take(&mut reader.peak);
-        let tail = self.tail.load();
-        if tail.slots <= self.initial_slots || !Arc::ptr_eq(&tail, &reader.segment) {
+        let guard = self.tail.load();
+        let current = |tail: &&Arc<Segment<M>>| {
+            tail.slots > self.initial_slots
+                && reader
+                    .segment
+                    .as_ref()
+                    .is_some_and(|segment| Arc::ptr_eq(tail, segment))
+        };
+        let Some(tail) = guard.as_ref().filter(current) else {
             reader.quiet_parks = 0;
             reader.window_peak = 0;
             return;
-        }
+        };
         let fits = |depth: usize| depth.max(1).next_power_of_two().max(self.initial_slots);
         if fits(peak) * 4 > tail.slots {
             reader.quiet_parks = 0;
@@ -186,41 +207,40 @@ impl<M: Send> Segments<M> {
             let wanted = fits(reader.window_peak);
             reader.quiet_parks = 0;
             reader.window_peak = 0;
-            let tail = Arc::clone(&tail);
+            let tail = Arc::clone(tail);
             self.link_after(&tail, wanted);
         }
     }
 
-    /// Gives the memory of a closed, emptied mailbox back: its tail is replaced by a
-    /// segment without a ring and the head moved to it (consumers still holding older
-    /// segments free them as they drop).
+    /// Gives the memory of a closed, emptied mailbox back: the chain is dropped (a
+    /// consumer still holding a segment frees it as it drops).
     pub(crate) fn release(&self) {
-        let tail = self.tail.load_full();
-        if tail.slots > 0 {
-            self.link_after(&tail, 0);
+        let _linking = lock(&self.link);
+        // A store walks every thread's debt list (`arc-swap`): skip it when there is
+        // nothing to give back (a mailbox that never got a message).
+        if self.tail.load().is_some() {
+            self.tail.store(None);
         }
-        *lock(&self.head) = self.tail.load_full();
+        *lock(&self.head) = None;
     }
 
     /// Slots allocated now, over every segment from the head to the tail.
     #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
         let mut total = 0;
-        let mut segment = Arc::clone(&lock(&self.head));
-        loop {
-            total += segment.slots;
-            match segment.next.get() {
-                Some(next) => segment = Arc::clone(next),
-                None => return total,
-            }
+        let mut segment = lock(&self.head).clone();
+        while let Some(current) = segment {
+            total += current.slots;
+            segment = current.next.get().cloned();
         }
+        total
     }
 }
 
 /// A consumer's position in the chain.
 pub(crate) struct Reader<M> {
-    segment: Arc<Segment<M>>,
-    /// `None` on a segment without a ring.
+    /// `None` until the mailbox's first segment exists.
+    segment: Option<Arc<Segment<M>>>,
     ring: Option<ring::Reader<M>>,
     /// Pops not yet subtracted from `segment`'s claim count (see [`FLUSH_EVERY`]).
     unflushed: usize,
@@ -243,7 +263,9 @@ impl<M: Send> Reader<M> {
     #[inline]
     pub(crate) fn flush(&mut self) {
         if self.unflushed > 0 {
-            self.segment.claims.fetch_sub(self.unflushed, SeqCst);
+            if let Some(segment) = &self.segment {
+                segment.claims.fetch_sub(self.unflushed, SeqCst);
+            }
             self.unflushed = 0;
         }
     }
@@ -253,6 +275,14 @@ impl<M: Send> Reader<M> {
     pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
         let mut spins = 0;
         loop {
+            let Some(segment) = &self.segment else {
+                // No segment when this consumer started: the first push links one (and
+                // sets the head before it pushes).
+                let first = lock(&segments.head).clone()?;
+                self.ring = Some(first.ring.reader());
+                self.segment = Some(first);
+                continue;
+            };
             if let Some(message) = self.ring.as_mut().and_then(ring::Reader::pop) {
                 self.unflushed += 1;
                 if self.unflushed >= FLUSH_EVERY {
@@ -260,8 +290,12 @@ impl<M: Send> Reader<M> {
                 }
                 return Some(message);
             }
-            self.flush();
-            let claims = self.segment.claims.load(SeqCst);
+            // `flush`, on the segment already in hand.
+            if self.unflushed > 0 {
+                segment.claims.fetch_sub(self.unflushed, SeqCst);
+                self.unflushed = 0;
+            }
+            let claims = segment.claims.load(SeqCst);
             if claims & SEALED == 0 {
                 return None;
             }
@@ -276,15 +310,15 @@ impl<M: Send> Reader<M> {
                 continue;
             }
             // Sealed and drained for good: move on (the successor was set before the seal).
-            let next = self.segment.next.get().map(Arc::clone)?;
+            let next = segment.next.get().map(Arc::clone)?;
             {
                 let mut head = lock(&segments.head);
-                if Arc::ptr_eq(&head, &self.segment) {
-                    *head = Arc::clone(&next);
+                if head.as_ref().is_some_and(|head| Arc::ptr_eq(head, segment)) {
+                    *head = Some(Arc::clone(&next));
                 }
             }
-            self.ring = next.ring.as_ref().map(ring::Ring::reader);
-            self.segment = next;
+            self.ring = Some(next.ring.reader());
+            self.segment = Some(next);
         }
     }
 }
@@ -293,8 +327,8 @@ impl<M> Drop for Reader<M> {
     fn drop(&mut self) {
         // A consumer that leaves (a worker scaled down, an incarnation that ended) must not
         // leave its pops uncounted: siblings move past a sealed segment only at zero.
-        if self.unflushed > 0 {
-            self.segment.claims.fetch_sub(self.unflushed, SeqCst);
+        if let (true, Some(segment)) = (self.unflushed > 0, &self.segment) {
+            segment.claims.fetch_sub(self.unflushed, SeqCst);
         }
     }
 }

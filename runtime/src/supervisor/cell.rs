@@ -154,7 +154,7 @@ impl kameo::Actor for SupervisorCell {
             _ => Exit::Halted,
         });
         if let Some(report) = self.report.take() {
-            report(exit);
+            report.send(exit);
         }
         Ok(())
     }
@@ -466,7 +466,7 @@ type Ctx = KameoContext<SupervisorCell, ()>;
 /// An exit report that tells `supervisor` how incarnation `generation` of child `id` ended,
 /// so that a late report from an old incarnation is recognised and ignored.
 fn exit_report(supervisor: ActorRef<SupervisorCell>, id: u64, generation: u64) -> ExitReport {
-    Box::new(move |exit| {
+    ExitReport::Call(Box::new(move |exit| {
         let _ = supervisor
             .tell(ChildExited {
                 id,
@@ -474,7 +474,7 @@ fn exit_report(supervisor: ActorRef<SupervisorCell>, id: u64, generation: u64) -
                 exit,
             })
             .try_send();
-    })
+    }))
 }
 
 impl Message<ChildStarted> for SupervisorCell {

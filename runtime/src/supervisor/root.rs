@@ -30,7 +30,7 @@ use super::{
     Backoff, Intensity, Restart,
 };
 use crate::{
-    cell::{Exit, ExitReport, StartReport},
+    cell::{Exit, ExitReport, ExitSink, StartReport},
     sync::lock,
 };
 
@@ -94,6 +94,12 @@ enum Decision {
     Restart(Arc<dyn Child>, Key, Duration),
 }
 
+impl ExitSink for Root {
+    fn exited(&self, index: usize, generation: u64, exit: Exit) {
+        self.child_exited(Key { index, generation }, exit);
+    }
+}
+
 /// The root of a runtime's supervision tree (see the module docs).
 pub(crate) struct Root {
     table: Mutex<Table>,
@@ -153,14 +159,10 @@ impl Root {
         }
     }
 
-    /// Where incarnation `key` of a child reports how it ended.
+    /// Where incarnation `key` of a child reports how it ended (nothing allocated).
     pub(crate) fn exit_report(&self, key: Key) -> ExitReport {
-        let root = self.this.clone();
-        Box::new(move |exit| {
-            if let Some(root) = root.upgrade() {
-                root.child_exited(key, exit);
-            }
-        })
+        let sink: Weak<dyn ExitSink> = self.this.clone();
+        ExitReport::Keyed(sink, key.index, key.generation)
     }
 
     /// Where a restarted incarnation reports its start-up: a failure is a failure of the
