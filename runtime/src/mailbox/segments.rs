@@ -272,7 +272,22 @@ impl<M: Send> Reader<M> {
 
     /// Takes the oldest message, if any. `None` may also mean that a push is in flight
     /// (its producer wakes the consumer when it lands).
+    #[inline]
     pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
+        // The hot path: a message in the current ring.
+        if let Some(message) = self.ring.as_mut().and_then(ring::Reader::pop) {
+            self.unflushed += 1;
+            if self.unflushed >= FLUSH_EVERY {
+                self.flush();
+            }
+            return Some(message);
+        }
+        self.pop_after_empty(segments)
+    }
+
+    /// The current ring looked empty: find the first segment, or move past a drained one.
+    #[inline(never)]
+    fn pop_after_empty(&mut self, segments: &Segments<M>) -> Option<M> {
         let mut spins = 0;
         loop {
             let Some(segment) = &self.segment else {
@@ -281,15 +296,11 @@ impl<M: Send> Reader<M> {
                 let first = lock(&segments.head).clone()?;
                 self.ring = Some(first.ring.reader());
                 self.segment = Some(first);
+                if let Some(message) = self.pop_in_place() {
+                    return Some(message);
+                }
                 continue;
             };
-            if let Some(message) = self.ring.as_mut().and_then(ring::Reader::pop) {
-                self.unflushed += 1;
-                if self.unflushed >= FLUSH_EVERY {
-                    self.flush();
-                }
-                return Some(message);
-            }
             // `flush`, on the segment already in hand.
             if self.unflushed > 0 {
                 segment.claims.fetch_sub(self.unflushed, SeqCst);
@@ -307,6 +318,9 @@ impl<M: Send> Reader<M> {
                     return None;
                 }
                 std::hint::spin_loop();
+                if let Some(message) = self.pop_in_place() {
+                    return Some(message);
+                }
                 continue;
             }
             // Sealed and drained for good: move on (the successor was set before the seal).
@@ -319,7 +333,20 @@ impl<M: Send> Reader<M> {
             }
             self.ring = Some(next.ring.reader());
             self.segment = Some(next);
+            if let Some(message) = self.pop_in_place() {
+                return Some(message);
+            }
         }
+    }
+
+    /// A pop from the current ring, counted.
+    fn pop_in_place(&mut self) -> Option<M> {
+        let message = self.ring.as_mut().and_then(ring::Reader::pop)?;
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.flush();
+        }
+        Some(message)
     }
 }
 
