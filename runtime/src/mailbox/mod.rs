@@ -45,7 +45,9 @@ pub(crate) struct Mailbox<M> {
     space: Notify,
     /// Pushes the ring refused despite a reservation (an invariant breach, never expected).
     rejected: AtomicU64,
-    pub(crate) dispatch: Dispatch,
+    /// On cache lines of its own: producers read its idle word on every push, and the
+    /// counters beside it in `Shared` change with every batch.
+    pub(crate) dispatch: Isolated<Dispatch>,
 }
 
 impl<M: Send> Mailbox<M> {
@@ -61,7 +63,7 @@ impl<M: Send> Mailbox<M> {
             waiting: AtomicUsize::new(0),
             space: Notify::new(),
             rejected: AtomicU64::new(0),
-            dispatch,
+            dispatch: Isolated::new(dispatch),
         }
     }
 
@@ -236,7 +238,7 @@ impl<M: Send> Mailbox<M> {
 /// alignment of its owner (as `CachePadded` would: an over-aligned allocation takes
 /// glibc's slow `posix_memalign` path on every spawn).
 #[repr(C)]
-struct Isolated<T> {
+pub(crate) struct Isolated<T> {
     _front: [u8; 64],
     value: T,
     _back: [u8; 64],
