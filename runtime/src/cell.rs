@@ -409,13 +409,13 @@ enum Batch {
 }
 
 impl<A: Actor> State<A> {
-    /// Why this incarnation must end now, if it must.
     /// Whether its supervisor halted this incarnation (see `Dispatch::halt`).
     #[inline]
     fn halted(&self) -> bool {
         self.shared.mailbox.dispatch.is_halted(self.worker)
     }
 
+    /// Why this incarnation must end now, if it must.
     fn exit_due(&self) -> Option<Exit> {
         if self.halted() {
             return Some(Exit::Halted);

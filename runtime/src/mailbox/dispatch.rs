@@ -85,10 +85,8 @@ impl<T> std::ops::Index<usize> for FirstInline<T> {
 
     #[inline]
     fn index(&self, index: usize) -> &T {
-        match index {
-            0 => &self.first,
-            _ => &self.rest[index - 1],
-        }
+        self.get(index)
+            .expect("a consumer index below the dispatch's size")
     }
 }
 

@@ -275,14 +275,8 @@ impl<M: Send> Reader<M> {
     #[inline]
     pub(crate) fn pop(&mut self, segments: &Segments<M>) -> Option<M> {
         // The hot path: a message in the current ring.
-        if let Some(message) = self.ring.as_mut().and_then(ring::Reader::pop) {
-            self.unflushed += 1;
-            if self.unflushed >= FLUSH_EVERY {
-                self.flush();
-            }
-            return Some(message);
-        }
-        self.pop_after_empty(segments)
+        self.pop_in_place()
+            .or_else(|| self.pop_after_empty(segments))
     }
 
     /// The current ring looked empty: find the first segment, or move past a drained one.
@@ -340,6 +334,7 @@ impl<M: Send> Reader<M> {
     }
 
     /// A pop from the current ring, counted.
+    #[inline]
     fn pop_in_place(&mut self) -> Option<M> {
         let message = self.ring.as_mut().and_then(ring::Reader::pop)?;
         self.unflushed += 1;
