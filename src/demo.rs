@@ -755,8 +755,12 @@ pub async fn run_until(
     let totals = wait_for_sink(&rt, &sink_totals, sent).await?;
     let mut statuses = Vec::new();
     for info in rt.actors() {
-        if let ControlReply::Status(status) = rt.control(&info.name, Control::Status).await? {
-            statuses.push(status);
+        // An actor listed a moment ago may have stopped since (a stopped actor is
+        // forgotten, its name released): it has no status to report.
+        match rt.control(&info.name, Control::Status).await {
+            Ok(ControlReply::Status(status)) => statuses.push(status),
+            Ok(_) | Err(ControlError::UnknownActor(_)) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     let autotuner = autotuner.and_then(|handle| {
@@ -931,7 +935,7 @@ async fn drain_source(rt: &Runtime, source: &SourceHandle) {
     let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
     while tokio::time::Instant::now() < deadline {
         match observer.status(source.name()) {
-            Ok(status) if status.state != ActorState::Stopped => {
+            Ok(status) if !matches!(status.state, ActorState::Stopped | ActorState::Failed) => {
                 tokio::time::sleep(Duration::from_millis(5)).await
             }
             _ => break,
