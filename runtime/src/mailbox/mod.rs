@@ -179,10 +179,12 @@ impl<M: Send> Mailbox<M> {
         self.ring.reader()
     }
 
-    /// Refuses every later send; wakes parked producers so they get `Closed`.
+    /// Refuses every later send; wakes parked producers so they get `Closed`. A producer
+    /// counts itself in `waiting` before it tries again (both sequentially consistent): it
+    /// either is counted here, or sees `closed` on that try.
     pub(crate) fn close(&self) {
         self.closed.store(true, SeqCst);
-        self.space.notify_waiters();
+        self.wake_senders();
     }
 
     /// Whether `close` was called.

@@ -177,6 +177,29 @@ async fn closing_releases_blocked_senders_with_their_message() {
     assert_eq!(sender.await.unwrap(), Err(2));
 }
 
+/// `close` wakes parked senders only when one is counted as waiting: a sender that is just
+/// starting to wait must then see `closed` on its own retry. Raced on two worker threads,
+/// every round must end with the message handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_racing_a_sender_about_to_wait_never_strands_it() {
+    for round in 0..2_000u32 {
+        let mailbox = Arc::new(single(1));
+        mailbox.try_send(0).unwrap();
+        let sender = {
+            let mailbox = Arc::clone(&mailbox);
+            tokio::spawn(async move { mailbox.send(round).await.map_err(SendError::into_inner) })
+        };
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        mailbox.close();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), sender)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the sender was never told of the close"));
+        assert_eq!(outcome.unwrap(), Err(round));
+    }
+}
+
 /// One consumer thread of the contention test: the cell's park protocol on real threads.
 fn consume(
     mailbox: Arc<Mailbox<u64>>,
