@@ -9,7 +9,7 @@
 //! reports.
 //!
 //! The messages live in a chain of fixed-size rings that grows and shrinks with what is
-//! queued (see [`segments`]): an idle actor holds a 16-slot ring, not its full capacity.
+//! queued (see [`segments`]): an idle actor holds a 4-slot ring, not its full capacity.
 //! Each ring is mesocarp's queue (feature `mesocarp`) or a crossbeam `ArrayQueue`
 //! (without it); both live in one small file each and share this wrapper.
 

@@ -37,7 +37,7 @@ pub(crate) use super::ring::Rejected;
 use crate::sync::lock;
 
 /// Slots of a mailbox's first segment (fewer if its capacity is smaller).
-pub(crate) const INITIAL_SLOTS: usize = 16;
+pub(crate) const INITIAL_SLOTS: usize = 4;
 
 /// The claim word's seal bit; the bits below count claims.
 const SEALED: usize = 1 << (usize::BITS - 1);

@@ -321,8 +321,8 @@ fn an_idle_mailbox_allocates_a_small_ring_and_grows_to_its_capacity_on_demand() 
         mailbox.try_send(1024),
         Err(TrySendError::Full(1024))
     ));
-    // 16 + 32 + … + 1024: every segment is still needed (none drained yet).
-    assert_eq!(mailbox.allocated_slots(), 2032);
+    // 4 + 8 + … + 1024: every segment is still needed (none drained yet).
+    assert_eq!(mailbox.allocated_slots(), 2044);
     let mut reader = mailbox.reader();
     let drained: Vec<u32> = std::iter::from_fn(|| mailbox.pop(&mut reader)).collect();
     assert_eq!(drained, (0..1024).collect::<Vec<_>>());
@@ -334,11 +334,12 @@ fn an_idle_mailbox_allocates_a_small_ring_and_grows_to_its_capacity_on_demand() 
 fn a_consumer_that_parks_after_a_quiet_stretch_shrinks_the_ring() {
     let mailbox = single(1024);
     let mut reader = mailbox.reader();
-    for n in 0..1020 {
+    for n in 0..1022 {
         mailbox.try_send(n).unwrap();
     }
     while mailbox.pop(&mut reader).is_some() {}
-    // A busy stretch (1020 queued at once; the tail has 1024 slots): no shrink.
+    // A busy stretch (1022 queued at once, past the 4 + 8 + … + 512 slots before the
+    // tail; the tail has 1024 slots): no shrink.
     mailbox.parking(&mut reader);
     assert_eq!(mailbox.allocated_slots(), 1024);
     // Quiet stretches, one message at a time: the ring shrinks only after a run of them.
