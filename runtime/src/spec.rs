@@ -248,9 +248,7 @@ impl<A: Actor> ActorSpec<A> {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-}
 
-impl<A: Actor> ActorSpec<A> {
     /// Builds a single actor's child (typed: `Runtime::spawn` hands out its address
     /// without looking it up again) and reserves its name.
     pub(crate) fn instantiate_actor(

@@ -5,12 +5,12 @@
 //! allocates no ring), and its first push links a small one ([`INITIAL_SLOTS`], or the
 //! capacity if that is smaller). When a push finds the current segment (the *tail*)
 //! full, a successor of twice its size (at most the mailbox capacity) is linked behind it
-//! and becomes the tail; the full one is *sealed*. A consumer drains a sealed segment, then moves on to its
-//! successor, and the drained segment is freed once nobody refers to it. When a consumer
-//! has parked [`QUIET_PARKS`] times in a row after stretches that each used under a quarter
-//! of a large tail, it links a smaller successor the same way (as large as the deepest of
-//! those stretches), so an actor that was busy once does not keep a large ring, and one
-//! whose depth swings does not reallocate on every swing.
+//! and becomes the tail; the full one is *sealed*. A consumer drains a sealed segment,
+//! then moves on to its successor, and the drained segment is freed once nobody refers to
+//! it. When a consumer has parked [`QUIET_PARKS`] times in a row after stretches that each
+//! used under a quarter of a large tail, it links a smaller successor the same way (as
+//! large as the deepest of those stretches), so an actor that was busy once does not keep
+//! a large ring, and one whose depth swings does not reallocate on every swing.
 //!
 //! The bound stays the mailbox's: [`super::Mailbox`] reserves a slot in its length counter
 //! before every push, so the chain never holds more than `capacity` messages, and a segment
@@ -262,11 +262,8 @@ impl<M: Send> Reader<M> {
     /// Subtracts this consumer's pops from its segment's claim count.
     #[inline]
     pub(crate) fn flush(&mut self) {
-        if self.unflushed > 0 {
-            if let Some(segment) = &self.segment {
-                segment.claims.fetch_sub(self.unflushed, SeqCst);
-            }
-            self.unflushed = 0;
+        if let Some(segment) = &self.segment {
+            settle(segment, &mut self.unflushed);
         }
     }
 
@@ -295,11 +292,7 @@ impl<M: Send> Reader<M> {
                 }
                 continue;
             };
-            // `flush`, on the segment already in hand.
-            if self.unflushed > 0 {
-                segment.claims.fetch_sub(self.unflushed, SeqCst);
-                self.unflushed = 0;
-            }
+            settle(segment, &mut self.unflushed);
             let claims = segment.claims.load(SeqCst);
             if claims & SEALED == 0 {
                 return None;
@@ -349,8 +342,17 @@ impl<M> Drop for Reader<M> {
     fn drop(&mut self) {
         // A consumer that leaves (a worker scaled down, an incarnation that ended) must not
         // leave its pops uncounted: siblings move past a sealed segment only at zero.
-        if let (true, Some(segment)) = (self.unflushed > 0, &self.segment) {
-            segment.claims.fetch_sub(self.unflushed, SeqCst);
+        if let Some(segment) = &self.segment {
+            settle(segment, &mut self.unflushed);
         }
+    }
+}
+
+/// Subtracts `unflushed` pops from `segment`'s claim count (see [`FLUSH_EVERY`]).
+#[inline]
+fn settle<M>(segment: &Segment<M>, unflushed: &mut usize) {
+    if *unflushed > 0 {
+        segment.claims.fetch_sub(*unflushed, SeqCst);
+        *unflushed = 0;
     }
 }
